@@ -1,0 +1,1 @@
+from paddleseg.cvlibs import manager

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Entry points of PointRend-Paddle.
+#   bash run.sh            4-GPU training of the reference recipe (as the seed's run.sh)
+#   bash run.sh train      the same
+#   bash run.sh demo       install, make the synthetic demo data, train, evaluate, predict (CPU)
+#   bash run.sh test       install the test requirements and run the test suite
+#   bash run.sh install    install the requirements only
+set -euo pipefail
+cd "$(dirname "$0")"
+PY=${PYTHON:-python}
+CONFIG=${CONFIG:-configs/pointrendfpn/pointrend_resnet101_os8_cityscapes_512×1024_80k.yml}
+
+install() {
+    "$PY" -m pip install -q --disable-pip-version-check -r "${1:-requirements.txt}"
+}
+
+case "${1:-train}" in
+    install)
+        install requirements.txt ;;
+    test)
+        shift
+        install requirements-dev.txt
+        "$PY" -m pytest -q tests "$@" ;;
+    demo)
+        shift
+        install requirements.txt
+        "$PY" tools/demo.py "$@" ;;
+    train)
+        export CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-0,1,2,3}
+        "$PY" -m paddle.distributed.launch train.py --config "$CONFIG" \
+            --num_workers 16 --use_vdl --do_eval --save_interval 1000 \
+            --save_dir output ;;
+    *)
+        echo "usage: bash run.sh [train|demo|test|install]" >&2
+        exit 2 ;;
+esac

@@ -1,0 +1,105 @@
+"""Point sampling functions against hand-computed values."""
+
+import numpy as np
+import paddle
+import pytest
+
+from paddleseg.models import point_features as pf
+
+
+def _t(a, dtype='float32'):
+    return paddle.to_tensor(np.asarray(a, dtype=dtype))
+
+
+MAP = _t([[[[0., 1.], [2., 3.]]]])  # [1, 1, 2, 2]
+
+
+@pytest.mark.parametrize('align_corners,points,expected', [
+    # align_corners=False: pixel centres sit at 0.25 and 0.75
+    (False, [[0.25, 0.25], [0.75, 0.25], [0.25, 0.75], [0.5, 0.5]],
+     [0., 1., 2., 1.5]),
+    # between centres on one row, and half-way to the zero padding beyond
+    (False, [[0.5, 0.25], [1.0, 0.25]], [0.5, 0.5]),
+    # align_corners=True: centres at 0 and 1
+    (True, [[0., 0.], [1., 1.], [0.5, 0.], [0.5, 0.5]], [0., 3., 0.5, 1.5]),
+])
+def test_point_sample_bilinear(align_corners, points, expected):
+    out = pf.point_sample(MAP, _t([points]), align_corners=align_corners)
+    assert out.shape == [1, 1, len(points)]
+    np.testing.assert_allclose(out.numpy()[0, 0], expected, atol=1e-6)
+
+
+def test_point_sample_nearest_and_grid_shape():
+    out = pf.point_sample(MAP, _t([[[0.3, 0.8], [0.9, 0.1]]]), mode='nearest')
+    np.testing.assert_array_equal(out.numpy()[0, 0], [2., 1.])
+    grid = pf.point_sample(MAP, _t([[[[0.25, 0.25], [0.75, 0.75]]]]))
+    assert grid.shape == [1, 1, 1, 2]
+    np.testing.assert_allclose(grid.numpy().ravel(), [0., 3.], atol=1e-6)
+
+
+def test_calculate_uncertainty_is_second_minus_best():
+    logits = _t([[[[3., 2.]], [[1., 2.]], [[0., -1.]]]])  # [1, 3, 1, 2]
+    unc = pf.calculate_uncertainty(logits)
+    assert unc.shape == [1, 1, 1, 2]
+    np.testing.assert_allclose(unc.numpy().ravel(), [-2., 0.])
+
+
+def test_points_on_grid_pick_most_uncertain_cells_and_their_centres():
+    unc = _t([[[[-5., -0.1, -3.], [-0.2, -4., -6.]]]])  # [1, 1, 2, 3]
+    idx, coords = pf.get_uncertain_point_coords_on_grid(unc, 2)
+    assert idx.numpy().tolist() == [[1, 3]]
+    np.testing.assert_allclose(coords.numpy()[0],
+                               [[1.5 / 3, 0.5 / 2], [0.5 / 3, 1.5 / 2]], atol=1e-6)
+    idx, coords = pf.get_uncertain_point_coords_on_grid(unc, 100)
+    assert sorted(idx.numpy()[0].tolist()) == list(range(6))
+    assert coords.shape == [1, 6, 2]
+
+
+def test_scatter_replaces_only_the_given_points():
+    logits = paddle.zeros([2, 3, 2, 2])
+    idx = _t([[0, 3], [2, 1]], 'int64')
+    vals = paddle.arange(12, dtype='float32').reshape([2, 3, 2]) + 1
+    out = pf.scatter_point_logits(logits, idx, vals).numpy().reshape(2, 3, 4)
+    expected = np.zeros((2, 3, 4), 'float32')
+    for n in range(2):
+        for p, cell in enumerate(idx.numpy()[n]):
+            expected[n, :, cell] = vals.numpy()[n, :, p]
+    np.testing.assert_array_equal(out, expected)
+    assert float(logits.abs().sum()) == 0.0  # input not modified
+
+
+def _left_half_uncertain(batch=2, h=8, w=8):
+    """Logits that tie two classes on the left half (uncertainty 0) and are
+    confident on the right half (uncertainty -10)."""
+    logits = np.zeros((batch, 3, h, w), 'float32')
+    logits[:, 0, :, w // 2:] = 10.0
+    return paddle.to_tensor(logits)
+
+
+def test_training_points_prefer_uncertain_regions():
+    paddle.seed(0)
+    coords = pf.get_uncertain_point_coords_with_randomness(
+        _left_half_uncertain(), num_points=64, oversample_ratio=3,
+        importance_sample_ratio=0.75)
+    assert coords.shape == [2, 64, 2]
+    c = coords.numpy()
+    assert c.min() >= 0 and c.max() <= 1
+    # the 48 importance points come first and all lie where logits tie
+    # (x < 0.5 minus the bilinear blend band of half a cell: 0.5 - 1/16)
+    assert (c[:, :48, 0] < 0.5 - 1 / 16 + 1e-6).all()
+    # the 16 random ones are spread over the image
+    assert (c[:, 48:, 0] > 0.5).any()
+
+
+def test_training_points_ratio_zero_is_uniform_and_bad_ratios_raise():
+    paddle.seed(1)
+    c = pf.get_uncertain_point_coords_with_randomness(
+        _left_half_uncertain(), 200, 3, 0.0).numpy()
+    right = (c[..., 0] > 0.5).mean()
+    assert 0.35 < right < 0.65
+    with pytest.raises(ValueError, match='oversample_ratio'):
+        pf.get_uncertain_point_coords_with_randomness(
+            _left_half_uncertain(), 8, 0.5, 0.75)
+    with pytest.raises(ValueError, match='importance_sample_ratio'):
+        pf.get_uncertain_point_coords_with_randomness(
+            _left_half_uncertain(), 8, 3, 1.5)

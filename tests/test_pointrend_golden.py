@@ -1,0 +1,72 @@
+"""Our PointRend gives PaddleSeg 2.8.0's logits from the same weights.
+
+The fixtures come from tests/golden/make_pointrend_golden.py run against PyPI
+paddleseg 2.8.0; both sides fill the weights with golden_weights.py.
+"""
+
+import json
+import os
+import sys
+
+import numpy as np
+import paddle
+import pytest
+
+from paddleseg.models import PointRend
+from paddleseg.models.backbones import ResNet18_vd, ResNet101_vd
+
+GOLDEN = os.path.join(os.path.dirname(__file__), 'golden')
+sys.path.insert(0, GOLDEN)
+import golden_weights  # noqa: E402
+
+TOL = 1e-4
+
+
+@pytest.fixture(scope='module')
+def golden():
+    return dict(np.load(os.path.join(GOLDEN, 'pointrend_r18_golden.npz')))
+
+
+@pytest.fixture(scope='module')
+def model(golden):
+    net = PointRend(num_classes=19, backbone=ResNet18_vd(output_stride=8),
+                    backbone_indices=[0, 1, 2, 3],
+                    fpn_inplanes=[64, 128, 256, 512])
+    return golden_weights.fill_state_dict(net, int(golden['seed']))
+
+
+def test_eval_subdivision_logits_match(model, golden):
+    model.eval()
+    with paddle.no_grad():
+        out = model(paddle.to_tensor(golden['eval_x']))
+    assert len(out) == 1 and out[0].shape == [1, 19, 128, 256]
+    assert np.abs(out[0].numpy() - golden['eval_logits']).max() <= TOL
+
+
+def test_training_coarse_and_point_logits_match(model, golden):
+    model.train()
+    paddle.seed(int(golden['seed']))
+    with paddle.no_grad():
+        coarse, (point_logits, points) = model(paddle.to_tensor(golden['train_x']))
+    assert coarse.shape == [2, 19, 64, 128]
+    assert np.abs(coarse.numpy() - golden['train_coarse_logits']).max() <= TOL
+    # same seed, same draws: the points and their logits agree as well
+    assert point_logits.shape == [2, 19, 2048] and points.shape == [2, 2048, 2]
+    np.testing.assert_allclose(points.numpy(), golden['train_points'], atol=1e-6)
+    assert np.abs(point_logits.numpy() - golden['train_point_logits']).max() <= TOL
+    model.eval()
+
+
+def test_pointrend_resnet101_state_dict_matches_paddleseg():
+    with open(os.path.join(GOLDEN, 'paddleseg_state_dict_shapes.json')) as f:
+        reference = json.load(f)['PointRend_ResNet101_vd']
+    net = PointRend(num_classes=19, backbone=ResNet101_vd(output_stride=8),
+                    backbone_indices=[0, 1, 2, 3])
+    ours = {k: list(v.shape) for k, v in net.state_dict().items()}
+    assert ours == reference
+
+
+def test_fpn_inplanes_must_match_backbone():
+    with pytest.raises(ValueError, match='fpn_inplanes'):
+        PointRend(num_classes=19, backbone=ResNet18_vd(),
+                  backbone_indices=[0, 1, 2, 3])
