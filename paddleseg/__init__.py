@@ -4,4 +4,12 @@ Importing the package registers every component (models, backbones,
 datasets, transforms, losses) in :mod:`paddleseg.cvlibs.manager`.
 """
 
+import warnings
+
+# paddle warns at import that it has no compiler cache for custom C++ ops;
+# this toolkit builds none.
+warnings.filterwarnings('ignore', message='No ccache found')
+
 __version__ = '0.1.0'
+
+from paddleseg import datasets, models, transforms  # noqa: E402,F401  (registration)

@@ -1,0 +1,5 @@
+"""Training, evaluation, inference and prediction loops."""
+
+from paddleseg.core.infer import aug_inference, inference, slide_inference
+from paddleseg.core.train import train
+from paddleseg.core.val import evaluate

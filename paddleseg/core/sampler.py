@@ -1,0 +1,88 @@
+"""A batch sampler whose order and augmentation seeds depend only on the
+iteration, so that a resumed run sees exactly the batches an uninterrupted
+one would have seen."""
+
+import random
+
+import numpy as np
+
+
+class ResumableBatchSampler:
+    """Shuffled, sharded batches of ``(index, sample_seed)`` pairs.
+
+    Epoch ``e`` is a permutation drawn from ``(seed, e)``; rank ``r`` of
+    ``nranks`` takes every ``nranks``-th batch-sized slice, so ranks see
+    disjoint data. Each sample carries its own seed, derived from
+    ``(seed, e, position)``: :class:`SeededDataset` seeds the augmentation RNGs
+    with it, whatever worker process loads the sample.
+
+    Args:
+        num_samples (int): Dataset length.
+        batch_size (int): Samples per batch on this rank.
+        seed (int): Base seed.
+        rank (int, optional): This process's rank. Default: 0.
+        nranks (int, optional): Number of processes. Default: 1.
+        shuffle (bool, optional): Permute each epoch. Default: True.
+        start_iter (int, optional): Batches already consumed (resume). Default: 0.
+
+    Iterating yields one epoch from the current position; ``len`` is the
+    number of batches of a full epoch (incomplete batches are dropped).
+    """
+
+    def __init__(self, num_samples, batch_size, seed, rank=0, nranks=1,
+                 shuffle=True, start_iter=0):
+        self.num_samples = num_samples
+        self.batch_size = batch_size
+        self.seed = seed
+        self.rank = rank
+        self.nranks = nranks
+        self.shuffle = shuffle
+        self.position = start_iter
+        if len(self) == 0:
+            raise ValueError(
+                'the dataset has {} samples, fewer than one batch of {} on each '
+                'of {} processes'.format(num_samples, batch_size, nranks))
+
+    def __len__(self):
+        return self.num_samples // (self.batch_size * self.nranks)
+
+    def _epoch_order(self, epoch):
+        order = np.arange(self.num_samples)
+        if self.shuffle:
+            np.random.default_rng([self.seed, epoch]).shuffle(order)
+        return order
+
+    def __iter__(self):
+        per_epoch = len(self)
+        epoch, offset = divmod(self.position, per_epoch)
+        order = self._epoch_order(epoch)
+        span = self.batch_size * self.nranks
+        for b in range(offset, per_epoch):
+            start = b * span + self.rank * self.batch_size
+            batch = order[start:start + self.batch_size]
+            seeds = [sample_seed(self.seed, epoch, b * span + self.rank *
+                                 self.batch_size + i) for i in range(len(batch))]
+            self.position += 1
+            yield [(int(i), s) for i, s in zip(batch, seeds)]
+
+
+def sample_seed(seed, epoch, position):
+    """A 32-bit seed for one sample of one epoch."""
+    return int(np.random.default_rng([seed, epoch, position]).integers(2 ** 31))
+
+
+class SeededDataset:
+    """Wraps a dataset so that ``ds[(index, seed)]`` seeds ``random`` and
+    ``numpy.random`` with ``seed`` before loading ``index``."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, item):
+        index, seed = item
+        random.seed(seed)
+        np.random.seed(seed)
+        return self.dataset[index]

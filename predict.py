@@ -1,0 +1,65 @@
+"""Predict images with a trained model and save colour maps and overlays.
+
+    python predict.py --config configs/pointrendfpn/pointrend_resnet101_os8_cityscapes_512×1024_80k.yml \
+        --model_path output/best_model/model.pdparams \
+        --image_path data/cityscapes/leftImg8bit/val --save_dir output/result
+
+Writes ``<save_dir>/pseudo_color_prediction/`` (palette PNGs whose pixel
+values are the class ids) and ``<save_dir>/added_prediction/`` (overlays),
+keeping the sub-folders of ``--image_path``.
+"""
+
+import argparse
+
+from paddleseg.utils.cli import add_common_args, add_inference_args, user_errors
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description='Predict with a PointRend-Paddle model.')
+    add_common_args(p)
+    p.add_argument('--model_path', required=True, help='Weights: model.pdparams.')
+    p.add_argument('--image_path', required=True,
+                   help='An image, a folder (recursive) or a .txt list of images.')
+    p.add_argument('--save_dir', default='./output/result', help='Output folder.')
+    p.add_argument('--aug_pred', action='store_true',
+                   help='Multi-scale / flip prediction (see --scales, --flip_*).')
+    add_inference_args(p)
+    p.add_argument('--custom_color', nargs='+', type=int, default=None,
+                   help='Class colours as r g b r g b ...')
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    with user_errors(args.debug, 'predict.py'):
+        result = run(args)
+    if not result['done']:
+        raise SystemExit(1)
+
+
+def run(args):
+    from paddleseg.core.predict import collect_images, predict
+    from paddleseg.cvlibs import config_builder as builder
+    from paddleseg.errors import ConfigError
+    from paddleseg.transforms import Compose
+    from paddleseg.utils.cli import build_for_inference
+    images, image_dir = collect_images(args.image_path)
+    cfg, model, _ = build_for_inference(args)
+    spec = cfg.get('val_dataset') or {}
+    if 'transforms' not in spec:
+        raise ConfigError('{}: val_dataset.transforms: missing (predict.py uses '
+                          'the eval transforms)'.format(args.config))
+    transforms = Compose([
+        builder.build_component(t, 'val_dataset.transforms.{}'.format(i))
+        for i, t in enumerate(spec['transforms'])])
+    return predict(model, transforms, images, args.save_dir, image_dir,
+                   num_classes=getattr(model, 'num_classes', None),
+                   aug_pred=args.aug_pred, scales=args.scales,
+                   flip_horizontal=args.flip_horizontal,
+                   flip_vertical=args.flip_vertical, is_slide=args.is_slide,
+                   stride=args.stride, crop_size=args.crop_size,
+                   custom_color=args.custom_color)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,64 @@
+"""Every config in configs/ loads, checks, builds and runs one forward."""
+
+import glob
+import os
+
+import paddle
+import pytest
+
+from paddleseg.cvlibs import config_builder as builder
+from paddleseg.cvlibs.config import load_and_check
+from paddleseg.utils.cli import without_pretrained
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = sorted(p for p in glob.glob(os.path.join(ROOT, 'configs', '**', '*.yml'),
+                                      recursive=True)
+                 if os.sep + '_base_' + os.sep not in p)
+MAIN = os.path.join(ROOT, 'configs', 'pointrendfpn',
+                    'pointrend_resnet101_os8_cityscapes_512×1024_80k.yml')
+
+
+def test_the_seed_config_exists_and_is_found():
+    assert MAIN in CONFIGS
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=lambda p: os.path.relpath(p, ROOT))
+def test_config_builds_and_forwards(path):
+    cfg = without_pretrained(load_and_check(path))
+    model = builder.build_model(cfg, path)
+    builder.build_losses(cfg, path)
+    lr = builder.build_lr_scheduler(cfg, cfg['iters'], path)
+    builder.build_optimizer(cfg, model, lr, path)
+    x = paddle.rand([1, 3, 64, 128])
+    model.eval()
+    with paddle.no_grad():
+        (logits,) = model(x)
+    assert logits.shape == [1, model.num_classes, 64, 128]
+    model.train()
+    with paddle.no_grad():
+        coarse, (point_logits, points) = model(paddle.rand([2, 3, 64, 64]))
+    assert coarse.shape == [2, model.num_classes, 64, 64]
+    assert point_logits.shape[:2] == [2, model.num_classes]
+    assert points.shape == [2, point_logits.shape[2], 2]
+
+
+def test_the_seed_recipe():
+    cfg = load_and_check(MAIN)
+    assert cfg['iters'] == 80000 and cfg['batch_size'] == 4
+    model = cfg['model']
+    assert model['type'] == 'PointRendFPN' and model['num_classes'] == 19
+    assert model['backbone']['type'] == 'ResNet101_vd'
+    assert model['backbone']['output_stride'] == 8
+    assert cfg['optimizer'] == {'type': 'sgd', 'momentum': 0.9,
+                                'weight_decay': 5.0e-4}
+    sched = cfg['lr_scheduler']
+    assert (sched['learning_rate'], sched['power'], sched['warmup_iters']) == \
+        (0.01, 0.9, 1000)
+    assert [t['type'] for t in cfg['loss']['types']] == \
+        ['CrossEntropyLoss', 'PointCrossEntropyLoss']
+    crop = [t for t in cfg['train_dataset']['transforms']
+            if t['type'] == 'RandomPaddingCrop'][0]
+    assert crop['crop_size'] == [1024, 512]
+    assert cfg['train_dataset']['type'] == 'Cityscapes'
+    alias = load_and_check(MAIN.replace('×', 'x'))
+    assert alias == cfg

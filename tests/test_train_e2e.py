@@ -1,0 +1,160 @@
+"""End to end: train.py, resume, val.py, predict.py on a tiny dataset."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import paddle
+import pytest
+from PIL import Image
+
+from tiny_data import make_tiny_cityscapes, write_tiny_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+import predict as predict_cli  # noqa: E402
+import train as train_cli  # noqa: E402
+import val as val_cli  # noqa: E402
+
+
+@pytest.fixture(scope='module')
+def tiny(tmp_path_factory):
+    base = tmp_path_factory.mktemp('tiny')
+    root = make_tiny_cityscapes(str(base / 'cityscapes'))
+    cfg = write_tiny_config(str(base / 'tiny.yml'), root, iters=4)
+    return {'base': base, 'root': root, 'cfg': cfg}
+
+
+def _train(cfg, save_dir, *extra):
+    train_cli.main(['--config', cfg, '--save_dir', str(save_dir), '--seed', '3',
+                    '--save_interval', '2', '--log_iters', '1',
+                    '--keep_checkpoint_max', '2', '--device', 'cpu'] + list(extra))
+
+
+def _params(path):
+    return {k: v.numpy() for k, v in paddle.load(str(path)).items()}
+
+
+@pytest.fixture(scope='module')
+def trained(tiny):
+    out = tiny['base'] / 'run'
+    _train(tiny['cfg'], out, '--do_eval', '--use_vdl')
+    return out
+
+
+def test_training_writes_checkpoints_best_model_and_logs(trained):
+    assert sorted(os.listdir(trained)) == ['best_model', 'iter_2', 'iter_4', 'vdl']
+    for it in (2, 4):
+        meta = json.load(open(trained / 'iter_{}'.format(it) / 'meta.json'))
+        assert meta['iter'] == it and meta['seed'] == 3
+        assert meta['files'] == ['model.pdopt', 'model.pdparams']
+    best = json.load(open(trained / 'best_model' / 'meta.json'))
+    assert best['iter'] in (2, 4) and 0.0 <= best['miou'] <= 1.0
+    assert os.listdir(trained / 'vdl')
+    # the model changed from one checkpoint to the next
+    a, b = _params(trained / 'iter_2' / 'model.pdparams'), \
+        _params(trained / 'iter_4' / 'model.pdparams')
+    assert any(not np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_keep_checkpoint_max_prunes_old_checkpoints(tiny):
+    out = tiny['base'] / 'prune'
+    _train(tiny['cfg'], out, '--keep_checkpoint_max', '1', '--save_interval', '1')
+    assert sorted(os.listdir(out)) == ['iter_4']
+
+
+def test_resume_gives_the_weights_of_an_uninterrupted_run(tiny, trained):
+    out = tiny['base'] / 'resumed'
+    _train(tiny['cfg'], out, '--resume_model', str(trained / 'iter_2'))
+    assert sorted(os.listdir(out)) == ['iter_4']
+    a = _params(trained / 'iter_4' / 'model.pdparams')
+    b = _params(out / 'iter_4' / 'model.pdparams')
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    opt_a = paddle.load(str(trained / 'iter_4' / 'model.pdopt'))
+    opt_b = paddle.load(str(out / 'iter_4' / 'model.pdopt'))
+    assert opt_a['LR_Scheduler'] == opt_b['LR_Scheduler']
+
+
+def test_resume_auto_picks_the_newest_checkpoint(tiny, trained, capfd):
+    out = tiny['base'] / 'auto'
+    _train(tiny['cfg'], out, '--iters', '2')
+    _train(tiny['cfg'], out, '--iters', '4', '--resume_model', 'auto')
+    assert 'Resumed from {} at iter 2'.format(out / 'iter_2') in capfd.readouterr().out
+    assert sorted(os.listdir(out)) == ['iter_2', 'iter_4']
+
+
+def test_val_reports_the_metrics_of_the_training_eval(tiny, trained):
+    report = tiny['base'] / 'metrics.json'
+    result = val_cli.run(val_cli.parse_args([
+        '--config', tiny['cfg'], '--device', 'cpu',
+        '--model_path', str(trained / 'best_model' / 'model.pdparams'),
+        '--save_json', str(report)]))
+    best = json.load(open(trained / 'best_model' / 'meta.json'))
+    assert result['miou'] == pytest.approx(best['miou'], abs=1e-9)
+    saved = json.load(open(report))
+    assert saved['miou'] == pytest.approx(result['miou'])
+    assert len(saved['classes']) == 19 and saved['classes']['road']['iou'] is not None
+    assert saved['classes']['bus']['iou'] is None  # absent from labels and predictions
+    assert np.array(saved['confusion']).sum() == 2 * (64 * 128 - 1)
+
+
+def test_predict_writes_palette_pngs_and_overlays(tiny, trained):
+    out = tiny['base'] / 'pred'
+    image_dir = os.path.join(tiny['root'], 'leftImg8bit', 'val')
+    with open(os.path.join(image_dir, 'notes.txt'), 'w') as f:
+        f.write('not an image')
+    result = predict_cli.run(predict_cli.parse_args([
+        '--config', tiny['cfg'], '--device', 'cpu', '--image_path', image_dir,
+        '--model_path', str(trained / 'best_model' / 'model.pdparams'),
+        '--save_dir', str(out)]))
+    assert len(result['done']) == 2 and result['failed'] == []
+    for rel in ('city0/city0_000000_000019_leftImg8bit',
+                'city1/city1_000001_000019_leftImg8bit'):
+        color = Image.open(out / 'pseudo_color_prediction' / (rel + '.png'))
+        assert color.mode == 'P' and color.size == (128, 64)
+        assert np.asarray(color).max() < 19
+        assert color.getpalette()[:3] == [128, 64, 128]  # road
+        added = Image.open(out / 'added_prediction' / (rel + '.jpg'))
+        assert added.size == (128, 64)
+
+
+def test_predict_on_folder_without_images_fails_clearly(tiny, trained, tmp_path, capsys):
+    (tmp_path / 'a.txt').write_text('x')
+    with pytest.raises(SystemExit) as exc:
+        predict_cli.main(['--config', tiny['cfg'], '--device', 'cpu',
+                          '--image_path', str(tmp_path), '--model_path',
+                          str(trained / 'best_model' / 'model.pdparams')])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert 'no images found' in err and str(tmp_path) in err
+
+
+def test_distributed_two_processes(tiny, tmp_path):
+    """2 CPU processes: different data per rank, identical weights at the end."""
+    driver = os.path.join(os.path.dirname(__file__), 'dist_driver.py')
+    out = tmp_path / 'dist'
+    cmd = [sys.executable, '-m', 'paddle.distributed.launch', '--nproc_per_node',
+           '2', '--log_dir', str(tmp_path / 'log'), driver, tiny['cfg'], str(out)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    logs = ''.join(open(tmp_path / 'log' / f).read()
+                   for f in sorted(os.listdir(tmp_path / 'log'))
+                   if f.startswith('workerlog'))
+    assert proc.returncode == 0, proc.stdout[-2000:] + logs[-4000:]
+    seen = [json.load(open(out / 'seen_{}.json'.format(r))) for r in (0, 1)]
+    for it in range(len(seen[0])):
+        assert not set(seen[0][it]) & set(seen[1][it])  # disjoint shards
+    w0 = np.load(out / 'weights_0.npz')
+    w1 = np.load(out / 'weights_1.npz')
+    assert w0.files == w1.files
+    # trainable weights are identical; BatchNorm running statistics are each
+    # rank's own on CPU (SyncBatchNorm, used on GPUs, needs CUDA)
+    params = [k for k in w0.files if not k.endswith(('_mean', '_variance'))]
+    assert len(params) > 100
+    for k in params:
+        np.testing.assert_array_equal(w0[k], w1[k], err_msg=k)
+    assert os.listdir(out / 'ckpt') == ['iter_2']  # only rank 0 saves

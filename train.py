@@ -1,0 +1,109 @@
+"""Train a segmentation model from a config.
+
+    python train.py --config configs/pointrendfpn/pointrend_resnet101_os8_cityscapes_512×1024_80k.yml \
+        --do_eval --use_vdl --save_interval 1000 --save_dir output
+
+Multi-GPU: ``python -m paddle.distributed.launch train.py --config ...``
+(``bash run.sh`` runs the reference 4-GPU recipe).
+"""
+
+import argparse
+
+from paddleseg.utils.cli import add_common_args, str2bool, user_errors
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description='Train a PointRend-Paddle model.')
+    add_common_args(p)
+    p.add_argument('--iters', type=int, default=None, help='Total iterations.')
+    p.add_argument('--batch_size', type=int, default=None,
+                   help='Images per device and iteration.')
+    p.add_argument('--learning_rate', type=float, default=None,
+                   help='Peak learning rate (lr_scheduler.learning_rate).')
+    p.add_argument('--save_interval', type=int, default=1000,
+                   help='Save (and evaluate, with --do_eval) every N iterations.')
+    p.add_argument('--resume_model', default=None,
+                   help="A checkpoint folder (output/iter_N) or 'auto'.")
+    p.add_argument('--save_dir', default='./output', help='Output folder.')
+    p.add_argument('--keep_checkpoint_max', type=int, default=5,
+                   help='How many iter_N folders to keep.')
+    p.add_argument('--num_workers', type=int, default=0,
+                   help='Data loader worker processes.')
+    p.add_argument('--do_eval', action='store_true',
+                   help='Evaluate at every save and keep best_model/.')
+    p.add_argument('--log_iters', type=int, default=10, help='Log every N iterations.')
+    p.add_argument('--use_vdl', action='store_true',
+                   help='Write VisualDL logs to <save_dir>/vdl.')
+    p.add_argument('--seed', type=int, default=None, help='Random seed.')
+    p.add_argument('--fp16', action='store_true',
+                   help='Mixed precision (GPU); same as --precision fp16.')
+    p.add_argument('--precision', choices=['fp32', 'fp16'], default='fp32')
+    p.add_argument('--amp_level', choices=['O1', 'O2'], default='O1')
+    p.add_argument('--data_format', choices=['NCHW', 'NHWC'], default='NCHW',
+                   help='Only NCHW is supported by PointRend.')
+    p.add_argument('--warmup', type=str2bool, default=None, metavar='BOOL',
+                   help='Force linear warmup on (true) or off (false); '
+                        'default: as the config says.')
+    p.add_argument('--warmup_steps', type=int, default=None,
+                   help='Warmup iterations (lr_scheduler.warmup_iters); '
+                        '1000 when --warmup true and the config has none.')
+    p.add_argument('--nan_policy', choices=['stop', 'skip'], default='stop',
+                   help='On a NaN/inf loss: stop, or skip the step.')
+    return p.parse_args(argv)
+
+
+def warmup_opts(args):
+    """The --warmup/--warmup_steps flags as --opts overrides."""
+    if args.warmup is False:
+        return ['lr_scheduler.warmup_iters=0']
+    if args.warmup_steps is not None:
+        return ['lr_scheduler.warmup_iters={}'.format(args.warmup_steps)]
+    if args.warmup:
+        return ['lr_scheduler.warmup_iters=1000']
+    return []
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    with user_errors(args.debug, 'train.py'):
+        run(args)
+
+
+def run(args):
+    import paddleseg
+    from paddleseg.core import train
+    from paddleseg.cvlibs import config_builder as builder
+    from paddleseg.cvlibs.config import load_and_check
+    from paddleseg.errors import ConfigError
+    from paddleseg.utils.cli import setup_device
+    from paddleseg.utils.env import init_distributed
+
+    if args.data_format != 'NCHW':
+        raise ConfigError('--data_format: PointRend supports only NCHW')
+    opts = warmup_opts(args) + (args.opts or [])
+    cfg = load_and_check(args.config, opts=opts, iters=args.iters,
+                         batch_size=args.batch_size,
+                         learning_rate=args.learning_rate)
+    setup_device(args.device, args.cpu_threads)
+    init_distributed()
+    model = builder.build_model(cfg, args.config)
+    train_dataset = builder.build_dataset(cfg, 'train_dataset', args.config)
+    val_dataset = builder.build_dataset(cfg, 'val_dataset', args.config) \
+        if args.do_eval else None
+    losses = builder.build_losses(cfg, args.config)
+    lr = builder.build_lr_scheduler(cfg, cfg['iters'], args.config)
+    optimizer = builder.build_optimizer(cfg, model, lr, args.config)
+    train(model, train_dataset, losses=losses, optimizer=optimizer,
+          iters=cfg['iters'], batch_size=cfg['batch_size'],
+          val_dataset=val_dataset, save_dir=args.save_dir,
+          save_interval=args.save_interval, log_iters=args.log_iters,
+          num_workers=args.num_workers, use_vdl=args.use_vdl,
+          keep_checkpoint_max=args.keep_checkpoint_max, do_eval=args.do_eval,
+          resume_model=args.resume_model,
+          precision='fp16' if args.fp16 else args.precision,
+          amp_level=args.amp_level, seed=args.seed, nan_policy=args.nan_policy,
+          eval_kwargs=cfg.get('test_config') or {})
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,92 @@
+"""Evaluate a trained model: mIoU, accuracy, Kappa, per-class IoU/precision/recall.
+
+    python val.py --config configs/pointrendfpn/pointrend_resnet101_os8_cityscapes_512×1024_80k.yml \
+        --model_path output/best_model/model.pdparams
+"""
+
+import argparse
+import json
+
+from paddleseg.utils.cli import add_common_args, add_inference_args, user_errors
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description='Evaluate a PointRend-Paddle model.')
+    add_common_args(p)
+    p.add_argument('--model_path', required=True,
+                   help='Weights: model.pdparams (or .safetensors).')
+    p.add_argument('--num_workers', type=int, default=0)
+    p.add_argument('--aug_eval', action='store_true',
+                   help='Multi-scale / flip evaluation (see --scales, --flip_*).')
+    add_inference_args(p)
+    p.add_argument('--save_json', default=None, metavar='FILE',
+                   help='Also write the metrics as JSON.')
+    return p.parse_args(argv)
+
+
+def format_table(result, class_names=None):
+    """The per-class metrics as a text table."""
+    names = class_names or [str(i) for i in range(len(result['class_iou']))]
+    width = max(8, max(len(n) for n in names))
+    lines = ['{:<{w}}  {:>8}  {:>9}  {:>8}'.format('class', 'IoU', 'precision',
+                                                   'recall', w=width)]
+    for name, iou, prec, rec in zip(names, result['class_iou'],
+                                    result['class_precision'],
+                                    result['class_recall']):
+        lines.append('{:<{w}}  {:>8.4f}  {:>9.4f}  {:>8.4f}'.format(
+            name, iou, prec, rec, w=width))
+    lines.append('{:<{w}}  {:>8.4f}  {:>9.4f}  {:>8.4f}'.format(
+        'mean', result['miou'], result['mean_precision'], result['mean_recall'],
+        w=width))
+    lines.append('Acc: {:.4f}  Kappa: {:.4f}  images: {}  ({:.2f} images/s)'.format(
+        result['acc'], result['kappa'], result['images'], result['images_per_sec']))
+    return '\n'.join(lines)
+
+
+def to_json(result, class_names=None):
+    names = class_names or [str(i) for i in range(len(result['class_iou']))]
+
+    def num(x):
+        return None if x != x else float(x)  # NaN (absent class) -> null
+    return {
+        'miou': result['miou'], 'acc': result['acc'], 'kappa': result['kappa'],
+        'mean_precision': result['mean_precision'],
+        'mean_recall': result['mean_recall'], 'images': result['images'],
+        'classes': {n: {'iou': num(i), 'precision': num(p), 'recall': num(r)}
+                    for n, i, p, r in zip(names, result['class_iou'],
+                                          result['class_precision'],
+                                          result['class_recall'])},
+        'confusion': result['confusion'].tolist(),
+    }
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    with user_errors(args.debug, 'val.py'):
+        run(args)
+
+
+def run(args):
+    from paddleseg.core import evaluate
+    from paddleseg.utils.cli import build_for_inference
+    cfg, model, dataset = build_for_inference(args, 'val_dataset')
+    if dataset is None:
+        from paddleseg.errors import ConfigError
+        raise ConfigError('{}: val_dataset: missing'.format(args.config))
+    test_config = dict(cfg.get('test_config') or {})
+    test_config.update({k: v for k, v in dict(
+        aug_eval=args.aug_eval or None, scales=args.scales if args.aug_eval else None,
+        flip_horizontal=args.flip_horizontal or None,
+        flip_vertical=args.flip_vertical or None, is_slide=args.is_slide or None,
+        crop_size=args.crop_size, stride=args.stride).items() if v is not None})
+    result = evaluate(model, dataset, num_workers=args.num_workers, **test_config)
+    names = getattr(dataset, 'class_names', None)
+    print(format_table(result, names))
+    if args.save_json:
+        with open(args.save_json, 'w') as f:
+            json.dump(to_json(result, names), f, indent=2)
+    return result
+
+
+if __name__ == '__main__':
+    main()
