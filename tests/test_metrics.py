@@ -61,3 +61,16 @@ def test_accumulating_batches_equals_one_pass():
     parts = sum(confusion_matrix(pred[i], label[i], 5) for i in range(4))
     np.testing.assert_array_equal(whole, parts)
     assert whole.sum() == (label != 255).sum()
+
+
+def test_confusion_matrix_uint8_labels_and_bad_values():
+    label = np.array([[0, 1], [255, 2]], np.uint8)
+    pred = np.array([[0, 2], [1, 2]], np.int64)
+    cm = confusion_matrix(pred, label, 3)
+    np.testing.assert_array_equal(cm, [[1, 0, 0], [0, 0, 1], [0, 0, 1]])
+    with pytest.raises(ValueError, match=r'label values \[-1\]'):
+        confusion_matrix(np.zeros(2), np.array([-1, 0]), 3)
+    with pytest.raises(ValueError, match=r'label values \[3, 254\]'):
+        confusion_matrix(np.zeros(4), np.array([3, 254, 255, 0]), 3)
+    with pytest.raises(ValueError, match=r'prediction values \[5\]'):
+        confusion_matrix(np.array([5, 0]), np.array([0, 0]), 3)

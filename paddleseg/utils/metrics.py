@@ -12,6 +12,10 @@ import numpy as np
 def confusion_matrix(pred, label, num_classes, ignore_index=255):
     """Confusion matrix of one batch.
 
+    One ``bincount`` of ``label * C + pred`` counts everything at once; the
+    ignored pixels fall in a band of their own that is dropped, and any count
+    outside the ``C x C`` block or that band reveals invalid values.
+
     Args:
         pred (np.ndarray|Tensor): Predicted class ids, any shape.
         label (np.ndarray|Tensor): True class ids, same number of elements.
@@ -25,28 +29,46 @@ def confusion_matrix(pred, label, num_classes, ignore_index=255):
         ValueError: a label outside ``[0, C)`` that is not ``ignore_index``,
             or a prediction outside ``[0, C)``.
     """
-    pred = _as_int64(pred).ravel()
-    label = _as_int64(label).ravel()
+    c = num_classes
+    pred = _as_int(pred).ravel()
+    label = _as_int(label).ravel()
     if pred.size != label.size:
         raise ValueError('prediction has {} pixels, label {}'.format(
             pred.size, label.size))
-    keep = label != ignore_index
-    pred, label = pred[keep], label[keep]
-    for name, arr in (('label', label), ('prediction', pred)):
-        if arr.size and (arr.min() < 0 or arr.max() >= num_classes):
-            bad = np.unique(arr[(arr < 0) | (arr >= num_classes)])[:5]
-            raise ValueError('{} values {} are outside [0, {}) and not the '
-                             'ignore index {}'.format(name, bad.tolist(),
-                                                      num_classes, ignore_index))
-    return np.bincount(label * num_classes + pred,
-                       minlength=num_classes ** 2).reshape(num_classes,
-                                                           num_classes)
+    if pred.size == 0:
+        return np.zeros((c, c), np.int64)
+    if pred.min() < 0 or pred.max() >= c:
+        _raise_invalid('prediction', pred, c, None)
+    index = label.astype(np.int64) * c + pred
+    try:
+        counts = np.bincount(index)
+    except ValueError:  # a negative label
+        _raise_invalid('label', label, c, ignore_index)
+    counts = np.pad(counts, (0, max(0, c * c - counts.size)))
+    ignored = slice(ignore_index * c, ignore_index * c + c) \
+        if ignore_index >= c else slice(0, 0)
+    valid = counts[:c * c].sum() + counts[ignored].sum()
+    if valid != label.size:
+        _raise_invalid('label', label, c, ignore_index)
+    return counts[:c * c].reshape(c, c)
 
 
-def _as_int64(x):
+def _raise_invalid(name, arr, num_classes, ignore_index):
+    bad = (arr < 0) | (arr >= num_classes)
+    if ignore_index is not None:
+        bad &= arr != ignore_index
+    values = np.unique(arr[bad])[:5].tolist()
+    tail = '' if ignore_index is None else \
+        ' and not the ignore index {}'.format(ignore_index)
+    raise ValueError('{} values {} are outside [0, {}){}'.format(
+        name, values, num_classes, tail))
+
+
+def _as_int(x):
     if hasattr(x, 'numpy'):
         x = x.numpy()
-    return np.asarray(x).astype(np.int64, copy=False)
+    x = np.asarray(x)
+    return x if x.dtype.kind in 'iu' else x.astype(np.int64)
 
 
 def metrics_from_confusion(cm):

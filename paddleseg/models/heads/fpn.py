@@ -10,6 +10,7 @@ import math
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from paddleseg.models.heads.fpn_tail import sparse_conv_tail, tail_factor
 from paddleseg.models.layers import ConvBNReLU, ConvReLU
 from paddleseg.models.layers.conv import conv_dims
 
@@ -102,6 +103,7 @@ class FPNHead(nn.Layer):
                 stride, c_in, channels)))
         self.conv_seg = nn.Conv2D(channels, num_class, kernel_size=1)
         self.dropout = nn.Dropout2D(dropout_ratio) if dropout_ratio else None
+        self.exact_tail = True
 
     def _tower(self, stride, in_channels, channels):
         upsample = stride != self.feature_strides[0]
@@ -118,12 +120,43 @@ class FPNHead(nn.Layer):
     def forward(self, inputs):
         x = [inputs[i] for i in self.in_index]
         out = self.scale_heads[0](x[0])
+        size = out.shape[2:]
         for tower, feat in zip(self.scale_heads[1:], x[1:]):
-            out = out + F.interpolate(tower(feat), out.shape[2:], mode='bilinear',
-                                      align_corners=self.align_corners)
+            out = out + self.tower_output(tower, feat, size)
         if self.dropout is not None:
             out = self.dropout(out)
         return [self.conv_seg(out)]
+
+    def tower_output(self, tower, feat, size):
+        """``resize(tower(feat), size)``, computing only what the resize reads.
+
+        See :mod:`paddleseg.models.heads.fpn_tail`; falls back to the plain
+        computation when the sizes or ``align_corners`` do not allow the
+        shortcut or ``self.exact_tail`` is False.
+        """
+        layers = list(tower)
+        ups = sum(isinstance(layer, nn.Upsample) for layer in layers)
+        g = self._tail_factor(feat.shape[2:], ups, size)
+        if g is None:
+            return self.reference_tower_output(tower, feat, size)
+        if g == 2:  # run the tower but its last upsample; pool instead
+            for layer in layers[:-1]:
+                feat = layer(feat)
+            return F.avg_pool2d(feat, 2, 2)
+        for layer in layers[:-3]:  # up to the previous block's ReLU
+            feat = layer(feat)
+        return sparse_conv_tail(feat, layers[-2]._conv, g, size)
+
+    def _tail_factor(self, in_size, ups, size):
+        if not self.exact_tail or self.align_corners:
+            return None
+        g = [tail_factor(i, ups, o) for i, o in zip(in_size, size)]
+        return g[0] if g[0] is not None and g[0] == g[1] else None
+
+    def reference_tower_output(self, tower, feat, size):
+        """The plain computation: the whole tower, then the bilinear resize."""
+        return F.interpolate(tower(feat), size, mode='bilinear',
+                             align_corners=self.align_corners)
 
 
 def _check_input_transform(value, key):

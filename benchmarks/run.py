@@ -1,0 +1,178 @@
+"""Side-by-side benchmark against PyPI paddleseg 2.8.0.
+
+    python benchmarks/run.py [--quick] [--threads 2] [--device cpu|gpu] [--write]
+
+Makes (or reuses) a throw-away venv with paddleseg 2.8.0
+(``benchmarks/ref_venv.sh``), then runs every measurement in a fresh process
+per side, alternating the sides, on identical weights and inputs
+(``bench_worker.py``), and prints a table of times, peak memory, ratios and
+the max abs difference of the logits. ``--write`` appends the table, with
+the machine and date, to BENCHMARKS.md. Nothing here is a test: the targets
+are printed next to the measured ratios.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+WORKER = os.path.join(HERE, 'bench_worker.py')
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--ref_venv', default='/tmp/paddleseg-2.8.0-venv')
+    p.add_argument('--threads', type=int, default=2)
+    p.add_argument('--device', default='cpu', choices=['cpu', 'gpu'])
+    p.add_argument('--quick', action='store_true',
+                   help='R18 at 256x512 and the data/metric tasks only, one repeat')
+    p.add_argument('--write', action='store_true', help='append to BENCHMARKS.md')
+    return p.parse_args()
+
+
+# (name, task, options, target as (kind, value) or None)
+def plan(quick):
+    cases = [
+        ('eval R18 256x512', 'eval', dict(backbone='ResNet18_vd', height=256, width=512), ('speedup', 1.6)),
+        ('train R18 b2 256x512', 'train', dict(backbone='ResNet18_vd', height=256, width=512, batch=2), ('speedup', 1.2)),
+        ('pipeline 1024x2048 (per image, 1 core)', 'pipeline', dict(repeat=10), ('speedup', 1.5)),
+        ('confusion matrix 1024x2048', 'confusion', dict(repeat=5), ('speedup', 20)),
+    ]
+    if not quick:
+        cases[1:1] = [
+            ('eval R18 512x1024', 'eval', dict(backbone='ResNet18_vd', height=512, width=1024), ('speedup', 1.6)),
+            ('eval R101 256x512', 'eval', dict(backbone='ResNet101_vd', height=256, width=512), ('speedup', 1.25)),
+            ('eval R101 512x1024', 'eval', dict(backbone='ResNet101_vd', height=512, width=1024), ('speedup', 1.25)),
+        ]
+        cases.insert(-2, ('train R101 b1 256x512', 'train', dict(backbone='ResNet101_vd', height=256, width=512, batch=1), ('speedup', 1.1)))
+    return cases
+
+
+def ref_python(venv):
+    out = subprocess.run(['bash', os.path.join(HERE, 'ref_venv.sh'), venv],
+                         check=True, capture_output=True, text=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
+def run_worker(python, side, task, opts, args, out):
+    cmd = [python, WORKER, '--side', side, '--task', task, '--out', out,
+           '--threads', str(args.threads), '--device', args.device]
+    for key, value in opts.items():
+        cmd += ['--' + key, str(value)]
+    if args.quick and 'repeat' not in opts:
+        cmd += ['--repeat', '1']
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd='/tmp')
+    if proc.returncode:
+        return {'error': (proc.stderr or proc.stdout).strip().splitlines()[-1]}
+    with open(out) as f:
+        return json.load(f)
+
+
+def make_pipeline_data(folder):
+    import cv2
+    rng = np.random.default_rng(0)
+    img = cv2.GaussianBlur((rng.random((1024, 2048, 3)) * 255).astype(np.uint8),
+                           (9, 9), 3)
+    label = np.kron(rng.integers(0, 19, (16, 32)), np.ones((64, 64))).astype(np.uint8)
+    cv2.imwrite(os.path.join(folder, 'image.png'), img)
+    cv2.imwrite(os.path.join(folder, 'label.png'), label)
+
+
+def measure(args, ref, tmp):
+    rows = []
+    for name, task, opts, target in plan(args.quick):
+        if task == 'pipeline':
+            opts = dict(opts, model_dir=tmp)
+        res = {}
+        for side, python in (('ours', sys.executable), ('paddleseg', ref)):
+            res[side] = run_worker(python, side, task, opts, args,
+                                   os.path.join(tmp, '{}_{}.json'.format(side, len(rows))))
+        if task == 'eval':
+            res['base'] = run_worker(ref, 'paddleseg', 'backbone_neck', opts, args,
+                                     os.path.join(tmp, 'base_{}.json'.format(len(rows))))
+            diff = _logit_diff(tmp, len(rows))
+        else:
+            diff = None
+        rows.append((name, task, res, target, diff))
+        print(format_row(rows[-1]), flush=True)
+    return rows
+
+
+def _logit_diff(tmp, i):
+    try:
+        a = np.load(os.path.join(tmp, 'ours_{}.json.npy'.format(i)))
+        b = np.load(os.path.join(tmp, 'paddleseg_{}.json.npy'.format(i)))
+    except OSError:
+        return None
+    return float(np.abs(a - b).max())
+
+
+HEADER = ('| case | ours s | PaddleSeg s | speedup | ours peak MB | PaddleSeg peak MB '
+          '| memory ratio | ours / PaddleSeg backbone+neck | max abs logit diff | target |\n'
+          '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |')
+
+
+def format_row(row):
+    name, task, res, target, diff = row
+    ours, ref = res['ours'], res['paddleseg']
+    if 'error' in ours or 'error' in ref:
+        return '| {} | {} | {} | | | | | | | |'.format(
+            name, ours.get('error', ''), ref.get('error', ''))
+    speed = ref['seconds'] / ours['seconds']
+    mem = ''
+    if 'peak_mb' in ours:
+        mem = '{:.0f} | {:.0f} | {:.2f}'.format(ours['peak_mb'], ref['peak_mb'],
+                                                ours['peak_mb'] / max(ref['peak_mb'], 1e-9))
+    else:
+        mem = ' | | '
+    base = ''
+    if 'base' in res and 'seconds' in res['base']:
+        base = '{:.2f} (PaddleSeg: {:.2f})'.format(
+            ours['seconds'] / res['base']['seconds'],
+            ref['seconds'] / res['base']['seconds'])
+    goal = ''
+    if target:
+        goal = '>= {}x {}'.format(target[1], 'met' if speed >= target[1] else 'NOT met')
+    return '| {} | {:.4f} | {:.4f} | {:.2f}x | {} | {} | {} | {} |'.format(
+        name, ours['seconds'], ref['seconds'], speed, mem, base,
+        '' if diff is None else '{:.1e}'.format(diff), goal)
+
+
+def machine():
+    cpu = platform.processor() or ''
+    try:
+        with open('/proc/cpuinfo') as f:
+            cpu = next(l.split(':', 1)[1].strip() for l in f if l.startswith('model name'))
+    except (OSError, StopIteration):
+        pass
+    import paddle
+    return '{}, {} cores visible, paddle {}, Python {}'.format(
+        cpu, os.cpu_count(), paddle.__version__, platform.python_version())
+
+
+def main():
+    args = parse_args()
+    ref = ref_python(args.ref_venv)
+    with tempfile.TemporaryDirectory() as tmp:
+        make_pipeline_data(tmp)
+        print(HEADER)
+        rows = measure(args, ref, tmp)
+    table = '\n'.join([HEADER] + [format_row(r) for r in rows])
+    if args.write:
+        with open(os.path.join(ROOT, 'BENCHMARKS.md'), 'a') as f:
+            f.write('\n## {} — {}, {} threads, {}\n\n{}\n'.format(
+                datetime.date.today().isoformat(), machine(), args.threads,
+                args.device, table))
+        print('appended to BENCHMARKS.md')
+
+
+if __name__ == '__main__':
+    main()
