@@ -7,15 +7,20 @@
 Writes ``<save_dir>/pseudo_color_prediction/`` (palette PNGs whose pixel
 values are the class ids) and ``<save_dir>/added_prediction/`` (overlays),
 keeping the sub-folders of ``--image_path``.
+
+Exit status: 0 every image predicted; 1 some could not be read (each named on
+stderr; the others are written); 2 a user error (one line on stderr).
 """
 
 import argparse
+import sys
 
 from paddleseg.utils.cli import add_common_args, add_inference_args, user_errors
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description='Predict with a PointRend-Paddle model.')
+    p = argparse.ArgumentParser(prog='predict.py',
+                                description='Predict with a PointRend-Paddle model.')
     add_common_args(p)
     p.add_argument('--model_path', required=True, help='Weights: model.pdparams.')
     p.add_argument('--image_path', required=True,
@@ -26,6 +31,10 @@ def parse_args(argv=None):
     add_inference_args(p)
     p.add_argument('--custom_color', nargs='+', type=int, default=None,
                    help='Class colours as r g b r g b ...')
+    p.add_argument('--save_cityscapes', default=None, metavar='DIR',
+                   help='Also write Cityscapes label-id PNGs, '
+                        'DIR/<city>/<city>_<seq>_<frame>_pred_labelIds.png '
+                        '(a test-server submission; 19-class models only).')
     return p.parse_args(argv)
 
 
@@ -33,7 +42,10 @@ def main(argv=None):
     args = parse_args(argv)
     with user_errors(args.debug, 'predict.py'):
         result = run(args)
-    if not result['done']:
+    # the readable images are done; name each one that was not, exit 1
+    for path, reason in result['failed']:
+        print('predict.py: error: skipped {}: {}'.format(path, reason), file=sys.stderr)
+    if result['failed'] or not result['done']:
         raise SystemExit(1)
 
 
@@ -45,6 +57,10 @@ def run(args):
     from paddleseg.utils.cli import build_for_inference
     images, image_dir = collect_images(args.image_path)
     cfg, model, _ = build_for_inference(args)
+    if args.save_cityscapes and getattr(model, 'num_classes', None) != 19:
+        raise ConfigError('--save_cityscapes needs a model of the 19 Cityscapes '
+                          'train classes; this one has {}'.format(
+                              getattr(model, 'num_classes', None)))
     spec = cfg.get('val_dataset') or {}
     if 'transforms' not in spec:
         raise ConfigError('{}: val_dataset.transforms: missing (predict.py uses '
@@ -58,7 +74,8 @@ def run(args):
                    flip_horizontal=args.flip_horizontal,
                    flip_vertical=args.flip_vertical, is_slide=args.is_slide,
                    stride=args.stride, crop_size=args.crop_size,
-                   custom_color=args.custom_color)
+                   custom_color=args.custom_color,
+                   cityscapes_dir=args.save_cityscapes)
 
 
 if __name__ == '__main__':

@@ -21,6 +21,11 @@ def parse_args(argv=None):
     add_inference_args(p)
     p.add_argument('--save_json', default=None, metavar='FILE',
                    help='Also write the metrics as JSON.')
+    p.add_argument('--save_cityscapes', default=None, metavar='DIR',
+                   help='Also write each prediction as a Cityscapes label-id PNG, '
+                        'DIR/<city>/<city>_<seq>_<frame>_pred_labelIds.png, for '
+                        'the official evaluation (utils/eval_cityscapes.py) or '
+                        'the test server.')
     return p.parse_args(argv)
 
 
@@ -79,12 +84,25 @@ def run(args):
         flip_horizontal=args.flip_horizontal or None,
         flip_vertical=args.flip_vertical or None, is_slide=args.is_slide or None,
         crop_size=args.crop_size, stride=args.stride).items() if v is not None})
-    result = evaluate(model, dataset, num_workers=args.num_workers, **test_config)
+    writer = None
+    if args.save_cityscapes:
+        from paddleseg.utils.cityscapes import NUM_TRAIN_IDS, CityscapesWriter
+        if dataset.num_classes != NUM_TRAIN_IDS:
+            from paddleseg.errors import ConfigError
+            raise ConfigError('--save_cityscapes needs the {} Cityscapes train '
+                              'classes; val_dataset has {}'.format(
+                                  NUM_TRAIN_IDS, dataset.num_classes))
+        writer = CityscapesWriter(args.save_cityscapes)
+    result = evaluate(model, dataset, num_workers=args.num_workers,
+                      on_prediction=writer, **test_config)
     names = getattr(dataset, 'class_names', None)
     print(format_table(result, names))
     if args.save_json:
         with open(args.save_json, 'w') as f:
             json.dump(to_json(result, names), f, indent=2)
+    if writer is not None:
+        print('Wrote {} Cityscapes label-id PNGs to {}'.format(
+            len(writer.paths), args.save_cityscapes))
     return result
 
 

@@ -10,6 +10,7 @@ from tqdm import tqdm
 from paddleseg.core.infer import aug_inference, inference
 from paddleseg.errors import DatasetError
 from paddleseg.utils import logger
+from paddleseg.utils.cityscapes import save_label_ids
 from paddleseg.utils.visualize import get_palette, overlay, save_pseudo_color
 
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
@@ -59,7 +60,7 @@ def _relative(path, root):
 def predict(model, transforms, image_list, save_dir, image_dir=None,
             num_classes=None, aug_pred=False, scales=1.0, flip_horizontal=False,
             flip_vertical=False, is_slide=False, stride=None, crop_size=None,
-            custom_color=None):
+            custom_color=None, cityscapes_dir=None):
     """Predict each image; write ``pseudo_color_prediction/`` and ``added_prediction/``.
 
     Args:
@@ -73,6 +74,9 @@ def predict(model, transforms, image_list, save_dir, image_dir=None,
         aug_pred, scales, flip_horizontal, flip_vertical, is_slide, stride,
         crop_size: See :mod:`paddleseg.core.infer`.
         custom_color (list[int], optional): ``[r, g, b, ...]`` class colours.
+        cityscapes_dir (str, optional): Also write Cityscapes label-id PNGs
+            there (:func:`paddleseg.utils.cityscapes.save_label_ids`).
+            Default: None.
 
     Returns:
         dict: ``{'done': [paths], 'failed': [(path, reason)]}``. An unreadable
@@ -100,6 +104,8 @@ def predict(model, transforms, image_list, save_dir, image_dir=None,
                 out = inference(model, im, data['trans_info'], **kwargs)
             pred = paddle.argmax(out, axis=1)[0].numpy().astype(np.uint8)
             _save(path, pred, save_dir, _relative(path, image_dir), palette)
+            if cityscapes_dir:
+                save_label_ids(pred, path, cityscapes_dir)
             done.append(path)
     logger.info('Predicted {} images into {} ({} failed)'.format(
         len(done), save_dir, len(failed)))

@@ -31,7 +31,7 @@ def _predict(model, batch, aug_eval, infer_kwargs):
 def evaluate(model, eval_dataset, num_workers=0, aug_eval=False, scales=1.0,
              flip_horizontal=False, flip_vertical=False, is_slide=False,
              stride=None, crop_size=None, precision='fp32', amp_level='O1',
-             print_detail=True, progress=True):
+             print_detail=True, progress=True, on_prediction=None):
     """Evaluate ``model`` on ``eval_dataset``.
 
     Every rank evaluates its share; the confusion matrices are summed across
@@ -50,6 +50,11 @@ def evaluate(model, eval_dataset, num_workers=0, aug_eval=False, scales=1.0,
         amp_level (str, optional): Default: 'O1'.
         print_detail (bool, optional): Log the summary. Default: True.
         progress (bool, optional): Show a tqdm bar on rank 0. Default: True.
+        on_prediction (callable, optional): Called as ``on_prediction(pred,
+            batch)`` for every batch, ``pred`` the ``int64 [N, H0, W0]``
+            numpy class map, ``batch`` the loader's dict (``img_path``, ...);
+            e.g. :class:`paddleseg.utils.cityscapes.CityscapesWriter`.
+            Default: None.
 
     Returns:
         dict: See :func:`paddleseg.utils.metrics.metrics_from_confusion`, plus
@@ -76,6 +81,8 @@ def evaluate(model, eval_dataset, num_workers=0, aug_eval=False, scales=1.0,
             pred = paddle.argmax(out, axis=1)
             cm += confusion_matrix(pred, batch['label'], num_classes,
                                    ignore_index)
+            if on_prediction is not None:
+                on_prediction(pred.numpy(), batch)
             images += pred.shape[0]
     cm = _sum_over_ranks(cm)
     elapsed = max(time.time() - start, 1e-9)

@@ -102,7 +102,10 @@ def get_uncertain_point_coords_on_grid(uncertainty_map, num_points):
         centres ``((col + 0.5) / W, (row + 0.5) / H)``.
     """
     n, _, h, w = uncertainty_map.shape
-    num_points = min(h * w, int(num_points))
+    if isinstance(h, int) and isinstance(w, int):
+        num_points = min(h * w, int(num_points))
+    else:  # paddle.jit.to_static with a dynamic size: h, w are tensors
+        num_points = paddle.clip(h * w, max=int(num_points))
     point_indices = paddle.topk(uncertainty_map.reshape([n, h * w]),
                                 k=num_points, axis=1)[1]
     w_step, h_step = 1.0 / w, 1.0 / h

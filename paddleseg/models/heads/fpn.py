@@ -140,16 +140,15 @@ class FPNHead(nn.Layer):
         if g is None:
             return self.reference_tower_output(tower, feat, size)
         if g == 2:  # run the tower but its last upsample; pool instead
-            for layer in layers[:-1]:
-                feat = layer(feat)
-            return F.avg_pool2d(feat, 2, 2)
-        for layer in layers[:-3]:  # up to the previous block's ReLU
-            feat = layer(feat)
-        return sparse_conv_tail(feat, layers[-2]._conv, g, size)
+            return F.avg_pool2d(_run(layers[:-1], feat), 2, 2)
+        # up to the previous block's ReLU, then the last block where it is read
+        return sparse_conv_tail(_run(layers[:-3], feat), layers[-2]._conv, g, size)
 
     def _tail_factor(self, in_size, ups, size):
         if not self.exact_tail or self.align_corners:
             return None
+        if not all(isinstance(v, int) for v in list(in_size) + list(size)):
+            return None  # sizes unknown until run time (static graph export)
         g = [tail_factor(i, ups, o) for i, o in zip(in_size, size)]
         return g[0] if g[0] is not None and g[0] == g[1] else None
 
@@ -157,6 +156,13 @@ class FPNHead(nn.Layer):
         """The plain computation: the whole tower, then the bilinear resize."""
         return F.interpolate(tower(feat), size, mode='bilinear',
                              align_corners=self.align_corners)
+
+
+def _run(layers, x):
+    """Apply ``layers`` in order (a plain loop that to_static can convert)."""
+    for layer in layers:
+        x = layer(x)
+    return x
 
 
 def _check_input_transform(value, key):

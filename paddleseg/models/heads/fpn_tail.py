@@ -3,36 +3,50 @@
 A tower of ``L`` blocks runs ``conv3x3+ReLU -> 2x bilinear upsample`` ``L``
 times and its output is then resized (bilinear, ``align_corners=False``) to
 the head's output size ``S``. When that resize shrinks by ``f = 2g`` with
-``g >= 2`` a power of two, bilinear sampling reads only the two rows (and
+``g >= 2`` a power of two, bilinear sampling reads only the rows (and
 columns) ``f*i + f/2 - 1`` and ``f*i + f/2`` of the last upsampled map, and
 through the last 2x upsample only the rows ``g*i + g/2 - 1`` and
-``g*i + g/2`` of the last block's output ``Y`` (each with weight 1/2), so::
+``g*i + g/2`` of the last block's output ``Y``, each with weight 1/2::
 
     out[i, j] = mean over a, b in {0, 1} of Y[g*i + g/2 - 1 + a, g*j + g/2 - 1 + b]
 
 * ``g == 2``: every position of ``Y`` is read: ``out = avg_pool2x2(Y)``; the
   last upsample and the resize are gone.
-* ``g >= 4``: only 1/g^2... of ``Y`` is read, so the last conv runs only
-  there: the rows and columns of its input (the 2x upsample of the previous
-  block's output ``P``) that those positions need are gathered from ``P``
-  with the upsample's fixed 0.75/0.25 weights, and four stride-4
-  convolutions give the four phases ``(a, b)``.
+* ``g >= 8``: only ``4 / g^2`` of ``Y`` is read, so the last conv runs only
+  there. Its input, the 2x upsample of the previous block's output ``P``,
+  is a fixed linear map of ``P`` (weights 0.75/0.25), and for a read
+  position the 3x3 window covers upsampled rows that come from four rows
+  ``(g/2)*i + g/4 - 2 + k``, ``k = 0..3``, of ``P``, all inside ``P``. So the
+  upsample folds into the kernel: for the phase ``(a, b)``,
+  ``K_ab[k, l] = sum_{dy, dx} A[a + dy, k] A[b + dx, l] W[dy, dx]`` is a 4x4
+  kernel applied to ``P`` with stride ``g/2``; the four phases run as one
+  convolution with ``4 x C_out`` output channels.
 
 There is no BatchNorm in these towers (conv with bias + ReLU), so the
-shortcut is exact in training as in inference, gradients included; it only
-reorders floating-point sums (differences ~1e-6).
+shortcut is exact in training as in inference, gradients included (they
+flow through ``K`` to ``W``); it only reorders floating-point sums
+(differences ~1e-6).
 """
 
 import numpy as np
 import paddle
 import paddle.nn.functional as F
 
+# Upsampled rows t = 0..3 of a window group as weights of the four rows of P
+# they come from (2x bilinear, align_corners=False: 0.75 to the nearest
+# source row, 0.25 to the next nearest).
+_UP = np.array([[0.25, 0.75, 0.00, 0.00],
+                [0.00, 0.75, 0.25, 0.00],
+                [0.00, 0.25, 0.75, 0.00],
+                [0.00, 0.00, 0.75, 0.25]], dtype='float32')
+
 
 def tail_factor(in_size, num_upsamples, out_size):
     """``g`` of a tower whose input is ``in_size`` (one axis), or None.
 
-    The shortcut applies when the tower's output, ``in_size * 2**L``, is
-    ``2g`` times ``out_size`` with ``g`` a power of two >= 2 and ``L >= 2``.
+    The tower's output, ``in_size * 2**L``, must be ``2g`` times
+    ``out_size`` with ``L >= 2`` and ``g`` a power of two, 2 or >= 8 (``g == 4``
+    reads the border, where the folded form does not hold: no shortcut).
     """
     if num_upsamples < 2 or out_size <= 0:
         return None
@@ -40,59 +54,48 @@ def tail_factor(in_size, num_upsamples, out_size):
     if full % out_size:
         return None
     f = full // out_size
-    if f < 4 or f & (f - 1):
+    if f & (f - 1) or f < 4 or f == 8:
         return None
     return f // 2
 
 
-def _upsample_taps(g, n, size):
-    """Rows of ``up2(P)`` needed by the 3x3 conv at the read positions.
+def folded_kernel(weight):
+    """The four phase kernels of a 3x3 conv applied after a 2x upsample.
 
-    Returns ``(idx_a, idx_b, w_a, w_b)`` over ``4n`` gathered rows, in groups
-    of four (``t = -1, 0, 1, 2`` around ``g*i + g/2 - 1``): row ``r`` of the
-    upsampled map is ``w_a * P[idx_a] + w_b * P[idx_b]``; rows outside the
-    map (the conv's zero padding) get zero weights.
+    Args:
+        weight (Tensor): ``[C_out, C_in, 3, 3]``.
+
+    Returns:
+        Tensor: ``[4 * C_out, C_in, 4, 4]``, phases ``(a, b)`` in the order
+        (0, 0), (0, 1), (1, 0), (1, 1).
     """
-    r = (g * np.arange(n)[:, None] + g // 2 - 1 + np.arange(-1, 3)[None, :]).ravel()
-    p = r // 2
-    nb = np.where(r % 2 == 0, p - 1, p + 1)
-    inside = (r >= 0) & (r < 2 * size)
-    idx_a = np.clip(p, 0, size - 1)
-    idx_b = np.clip(nb, 0, size - 1)
-    w_a = np.where(inside, 0.75, 0.0).astype('float32')
-    w_b = np.where(inside, 0.25, 0.0).astype('float32')
-    return idx_a, idx_b, w_a, w_b
-
-
-def _gather_upsampled(p, g, n, axis):
-    size = p.shape[axis]
-    idx_a, idx_b, w_a, w_b = _upsample_taps(g, n, size)
-    shape = [1, 1, 1, 1]
-    shape[axis] = len(w_a)
-    a = paddle.index_select(p, paddle.to_tensor(idx_a), axis=axis)
-    b = paddle.index_select(p, paddle.to_tensor(idx_b), axis=axis)
-    return (a * paddle.to_tensor(w_a).reshape(shape).astype(p.dtype) +
-            b * paddle.to_tensor(w_b).reshape(shape).astype(p.dtype))
+    up = paddle.to_tensor(_UP).astype(weight.dtype)
+    phases = []
+    for a in (0, 1):
+        for b in (0, 1):
+            rows, cols = up[a:a + 3], up[b:b + 3]  # [3, 4] each
+            phases.append(paddle.einsum('yk,xl,oiyx->oikl', rows, cols, weight))
+    return paddle.concat(phases, axis=0)
 
 
 def sparse_conv_tail(p, conv, g, out_size):
-    """``resize(up2(relu(conv(up2(p)))), out_size)`` for a resize by ``2g``, g >= 4.
+    """``resize(up2(relu(conv(up2(p)))), out_size)`` for a resize by ``2g``, g >= 8.
 
     Args:
-        p (Tensor): ``[N, C, H, W]``, the previous block's output.
+        p (Tensor): ``[N, C, H, W]``, the previous block's output, with
+            ``2H = g * out_size[0]`` and ``2W = g * out_size[1]``.
         conv (nn.Conv2D): The last block's 3x3 conv (stride 1, padding 1).
-        g (int): Power of two >= 4 with ``2H = g * out_size[0]`` and
-            ``2W = g * out_size[1]``.
+        g (int): Power of two >= 8.
         out_size (tuple): ``(h, w)``.
 
     Returns:
         Tensor: ``[N, C_out, h, w]``.
     """
-    h, w = out_size
-    grid = _gather_upsampled(_gather_upsampled(p, g, h, 2), g, w, 3)
-    out = 0
-    for a in (0, 1):
-        for b in (0, 1):
-            out = out + F.relu(F.conv2d(grid[:, :, a:, b:], conv.weight,
-                                        conv.bias, stride=4))
-    return out * 0.25
+    start = g // 4 - 2
+    bias = None if conv.bias is None else paddle.tile(conv.bias, [4])
+    if start:
+        p = p[:, :, start:, start:]
+    y = F.conv2d(p, folded_kernel(conv.weight), bias, stride=g // 2)
+    n, _, h, w = y.shape
+    y = F.relu(y).reshape([n, 4, -1, h, w])
+    return y.mean(axis=1)

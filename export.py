@@ -1,0 +1,60 @@
+"""Export a trained model for deployment (Paddle Inference / FastDeploy).
+
+    python export.py --config configs/pointrendfpn/pointrend_resnet101_os8_cityscapes_512×1024_80k.yml \
+        --model_path output/best_model/model.pdparams --save_dir output/inference_model
+
+Writes ``model.json`` (``model.pdmodel`` with the old IR), ``model.pdiparams``
+and ``deploy.yaml`` into ``--save_dir``. The program is the eval-mode model
+(with PointRend's subdivision) and, by default, an argmax: its output is the
+``int32 [N, H, W]`` class map of the normalised ``float32 [N, 3, H, W]``
+input. ``--input_shape`` fixes the input size; -1 entries are dynamic.
+"""
+
+import argparse
+
+from paddleseg.utils.cli import add_common_args, user_errors
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description='Export a PointRend-Paddle model.')
+    add_common_args(p)
+    p.add_argument('--model_path', required=True,
+                   help='Weights: model.pdparams (or .safetensors).')
+    p.add_argument('--save_dir', default='./output/inference_model',
+                   help='Output folder.')
+    p.add_argument('--input_shape', nargs=4, type=int, default=[-1, 3, -1, -1],
+                   metavar=('N', 'C', 'H', 'W'),
+                   help='Input shape; -1 = dynamic. Default: -1 3 -1 -1.')
+    p.add_argument('--output_op', choices=['argmax', 'softmax', 'none'],
+                   default='argmax',
+                   help='argmax: int32 class map [N, H, W]; softmax: '
+                        'probabilities [N, C, H, W]; none: logits. Default: argmax.')
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    with user_errors(args.debug, 'export.py'):
+        return run(args)
+
+
+def run(args):
+    from paddleseg.core.export import export, parse_input_shape
+    from paddleseg.cvlibs import config_builder as builder
+    from paddleseg.errors import ConfigError
+    from paddleseg.utils.cli import build_for_inference
+    try:
+        parse_input_shape(args.input_shape)
+    except ValueError as exc:
+        raise ConfigError('--input_shape: {}'.format(exc)) from None
+    cfg, model, _ = build_for_inference(args)
+    key = 'export' if (cfg.get('export') or {}).get('transforms') else 'val_dataset'
+    transforms = (cfg.get(key) or {}).get('transforms') or []
+    for i, spec in enumerate(transforms):  # a bad one fails now, not at deployment
+        builder.build_component(spec, '{}.transforms.{}'.format(key, i))
+    return export(model, args.save_dir, args.input_shape, args.output_op,
+                  transforms)
+
+
+if __name__ == '__main__':
+    main()
