@@ -5,6 +5,11 @@
 
 Multi-GPU: ``python -m paddle.distributed.launch train.py --config ...``
 (``bash run.sh`` runs the reference 4-GPU recipe).
+
+Exit status: 0 done; 2 a user error (one line on stderr naming the file or
+key; ``--debug`` adds the traceback); 124 no progress for
+``--stall_timeout`` seconds; 130 / 143 stopped by SIGINT / SIGTERM after
+saving ``<save_dir>/iter_<N>`` (resume with ``--resume_model auto``).
 """
 
 import argparse
@@ -13,7 +18,7 @@ from paddleseg.utils.cli import add_common_args, str2bool, user_errors
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description='Train a PointRend-Paddle model.')
+    p = argparse.ArgumentParser(prog='train.py', description='Train a PointRend-Paddle model.')
     add_common_args(p)
     p.add_argument('--iters', type=int, default=None, help='Total iterations.')
     p.add_argument('--batch_size', type=int, default=None,
@@ -22,6 +27,9 @@ def parse_args(argv=None):
                    help='Peak learning rate (lr_scheduler.learning_rate).')
     p.add_argument('--save_interval', type=int, default=1000,
                    help='Save (and evaluate, with --do_eval) every N iterations.')
+    p.add_argument('--eval_interval', type=int, default=None,
+                   help='With --do_eval, evaluate every N iterations instead '
+                        '(default: --save_interval).')
     p.add_argument('--resume_model', default=None,
                    help="A checkpoint folder (output/iter_N) or 'auto'.")
     p.add_argument('--save_dir', default='./output', help='Output folder.')
@@ -48,7 +56,11 @@ def parse_args(argv=None):
                    help='Warmup iterations (lr_scheduler.warmup_iters); '
                         '1000 when --warmup true and the config has none.')
     p.add_argument('--nan_policy', choices=['stop', 'skip'], default='stop',
-                   help='On a NaN/inf loss: stop, or skip the step.')
+                   help='On a NaN/inf loss: stop (the last checkpoint stays), or '
+                        'skip the update (stops after 10 in a row).')
+    p.add_argument('--stall_timeout', type=float, default=1800, metavar='SECONDS',
+                   help='Exit with status 124 when one training step takes longer '
+                        '(e.g. a collective waiting for a dead process); 0: never.')
     return p.parse_args(argv)
 
 
@@ -76,7 +88,7 @@ def run(args):
     from paddleseg.cvlibs.config import load_and_check
     from paddleseg.errors import ConfigError
     from paddleseg.utils.cli import setup_device
-    from paddleseg.utils.env import init_distributed
+    from paddleseg.utils.env import init_distributed, seed_everything
 
     if args.data_format != 'NCHW':
         raise ConfigError('--data_format: PointRend supports only NCHW')
@@ -86,6 +98,8 @@ def run(args):
                          learning_rate=args.learning_rate)
     setup_device(args.device, args.cpu_threads)
     init_distributed()
+    if args.seed is not None:  # the initial weights too
+        seed_everything(args.seed)
     model = builder.build_model(cfg, args.config)
     train_dataset = builder.build_dataset(cfg, 'train_dataset', args.config)
     val_dataset = builder.build_dataset(cfg, 'val_dataset', args.config) \
@@ -102,7 +116,8 @@ def run(args):
           resume_model=args.resume_model,
           precision='fp16' if args.fp16 else args.precision,
           amp_level=args.amp_level, seed=args.seed, nan_policy=args.nan_policy,
-          eval_kwargs=cfg.get('test_config') or {})
+          eval_kwargs=cfg.get('test_config') or {},
+          eval_interval=args.eval_interval, stall_timeout=args.stall_timeout)
 
 
 if __name__ == '__main__':

@@ -234,6 +234,95 @@ def task_confusion(args, paddle):
     return {'seconds': median, 'times': times}, None
 
 
+def _export_generic(model, folder, shape):
+    """paddle.jit.save of ``model`` (eval, argmax) for a side without export.py."""
+    import paddle
+
+    class Argmax(paddle.nn.Layer):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            return paddle.argmax(self.net(x)[0], axis=1).astype('int32')
+    net = Argmax(model)
+    net.eval()
+    spec = paddle.static.InputSpec(shape=shape, dtype='float32', name='x')
+    paddle.jit.save(paddle.jit.to_static(net, input_spec=[spec], full_graph=True),
+                    os.path.join(folder, 'model'))
+
+
+def _predictor(folder, onednn, threads):
+    from paddle import inference
+    model = next(os.path.join(folder, 'model' + e) for e in ('.json', '.pdmodel')
+                 if os.path.isfile(os.path.join(folder, 'model' + e)))
+    config = inference.Config(model, os.path.join(folder, 'model.pdiparams'))
+    config.disable_gpu()
+    config.set_cpu_math_library_num_threads(threads)
+    if onednn:
+        config.enable_mkldnn()
+        if onednn == 'workaround':
+            config.delete_pass('onednn_placement_pass')
+    else:
+        config.disable_mkldnn()
+    config.disable_glog_info()
+    return inference.create_predictor(config)
+
+
+def _run_predictor(predictor, x):
+    handle = predictor.get_input_handle(predictor.get_input_names()[0])
+    handle.reshape(list(x.shape))
+    handle.copy_from_cpu(x)
+    predictor.run()
+    return predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
+
+
+def task_export(args, paddle):
+    """Exported model (fixed input size) in paddle.inference, with and without
+    oneDNN, against the dygraph model; 'seconds' is the dygraph time."""
+    import tempfile
+    model = build_model(args)
+    model.eval()
+    x = inputs(args)
+    shape = list(x.shape)
+    folder = tempfile.mkdtemp()
+    result = {}
+    with paddleseg_eval_context(args):
+        t = paddle.to_tensor(x)
+        try:
+            if args.side == 'ours':
+                from paddleseg.core.export import export
+                export(model, folder, shape, output_op='argmax')
+            else:
+                _export_generic(model, folder, shape)
+        except Exception as exc:  # PaddleSeg 2.8.0 does not export on paddle 3
+            result['export_error'] = str(exc).strip().splitlines()[-1][:160]
+
+        def dygraph():
+            with paddle.no_grad():
+                result['dy'] = paddle.argmax(model(t)[0], axis=1).numpy()
+        result['seconds'], _ = timed(dygraph, args.repeat)
+    for name, onednn in (('inference', False), ('onednn', True),
+                         ('onednn_workaround', 'workaround')):
+        if 'export_error' in result:
+            result[name] = None
+            continue
+        try:
+            pred = _predictor(folder, onednn, args.threads)
+            out = {}
+
+            def run():
+                out['y'] = _run_predictor(pred, x)
+            result[name], _ = timed(run, args.repeat)
+            result[name + '_agree'] = float((out['y'] == result['dy']).mean())
+        except Exception as exc:  # report, do not crash: that is the finding
+            result[name] = None
+            result[name + '_error'] = str(exc).strip().splitlines()[-1][:160] \
+                if str(exc).strip() else type(exc).__name__
+    result.pop('dy')
+    return result, None
+
+
 def main():
     args = parse_args()
     paddle = setup(args)

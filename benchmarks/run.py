@@ -45,6 +45,7 @@ def plan(quick):
         ('train R18 b2 256x512', 'train', dict(backbone='ResNet18_vd', height=256, width=512, batch=2), ('speedup', 1.2)),
         ('pipeline 1024x2048 (per image, 1 core)', 'pipeline', dict(repeat=10), ('speedup', 1.5)),
         ('confusion matrix 1024x2048', 'confusion', dict(repeat=5), ('speedup', 20)),
+        ('exported R18 256x512', 'export', dict(backbone='ResNet18_vd', height=256, width=512), None),
     ]
     if not quick:
         cases[1:1] = [
@@ -120,9 +121,26 @@ HEADER = ('| case | ours s | PaddleSeg s | speedup | ours peak MB | PaddleSeg pe
           '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |')
 
 
+def format_export(name, ours, ref):
+    """Exported model: paddle.inference without / with oneDNN against dygraph."""
+    def cell(side, key):
+        if side.get(key):
+            return '{:.3f} s ({:.2f}x dygraph)'.format(side[key], side['seconds'] / side[key])
+        return 'fails: ' + side.get(key + '_error', side.get('export_error', '?'))
+    parts = []
+    for label, side in (('ours', ours), ('PaddleSeg', ref)):
+        parts.append('{}: dygraph {:.3f} s; inference {}; oneDNN {}; oneDNN without '
+                     'onednn_placement_pass {}'.format(
+                         label, side['seconds'], cell(side, 'inference'),
+                         cell(side, 'onednn'), cell(side, 'onednn_workaround')))
+    return '| {} | {} |'.format(name, ' <br> '.join(parts))
+
+
 def format_row(row):
     name, task, res, target, diff = row
     ours, ref = res['ours'], res['paddleseg']
+    if task == 'export' and 'error' not in ours and 'error' not in ref:
+        return format_export(name, ours, ref)
     if 'error' in ours or 'error' in ref:
         return '| {} | {} | {} | | | | | | | |'.format(
             name, ours.get('error', ''), ref.get('error', ''))

@@ -7,8 +7,43 @@ traceback instead.
 """
 
 
+import re
+
+_WORKER_PREFIX = 'DataLoader worker('
+
+
 class SegError(Exception):
-    """Base class of the errors caused by user input rather than by a bug."""
+    """Base class of the errors caused by user input rather than by a bug.
+
+    ``paddle.io.DataLoader`` re-raises an error of one of its worker
+    processes in the main process as ``type(exc)('DataLoader worker(N)
+    caught <Name> with message:\n<the worker's traceback>')``. A SegError
+    built that way keeps only the original one-line message (the traceback
+    text goes to :attr:`worker_traceback`, shown by ``--debug``), so an
+    unreadable image says the same thing with or without ``--num_workers``.
+    """
+
+    worker_traceback = None  # where a DataLoader raised it, as text
+
+    def __init__(self, *args):
+        if (len(args) == 1 and isinstance(args[0], str)
+                and args[0].startswith(_WORKER_PREFIX) and '\n' in args[0]):
+            message = _worker_message(args[0], type(self).__name__)
+            if message is not None:
+                self.worker_traceback = args[0].split('\n', 1)[1]
+                args = (message,)
+        super().__init__(*args)
+
+
+def _worker_message(text, name):
+    """The message of the last ``<module>.<name>: <message>`` line of a
+    formatted traceback, or None."""
+    pattern = re.compile(r'^(?:[\w.]+\.)?{}: (.*)$'.format(re.escape(name)))
+    for line in reversed(text.splitlines()):
+        match = pattern.match(line)
+        if match:
+            return match.group(1)
+    return None
 
 
 class ConfigError(SegError):

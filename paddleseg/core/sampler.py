@@ -1,10 +1,27 @@
 """A batch sampler whose order and augmentation seeds depend only on the
 iteration, so that a resumed run sees exactly the batches an uninterrupted
-one would have seen."""
+one would have seen; and the dataset wrapper, collate function and worker
+initialisation that go with it in the training loader.
 
+A sample that cannot be loaded (unreadable image, label of the wrong size or
+with bad values: a :class:`~paddleseg.errors.SegError`) does not raise inside
+the loader: its batch comes out as ``{'load_error': message}``, so that the
+training loop decides, in the main process and on every rank together, how
+to stop (see ``paddleseg.core.train``).
+"""
+
+import os
 import random
+import signal
+import traceback
 
 import numpy as np
+from paddle.io.dataloader.collate import default_collate_fn
+
+from paddleseg.errors import DatasetError, SegError
+
+LOAD_ERROR = 'load_error'
+LOAD_TRACEBACK = 'load_traceback'
 
 
 class ResumableBatchSampler:
@@ -39,7 +56,7 @@ class ResumableBatchSampler:
         self.shuffle = shuffle
         self.position = start_iter
         if len(self) == 0:
-            raise ValueError(
+            raise DatasetError(
                 'the dataset has {} samples, fewer than one batch of {} on each '
                 'of {} processes'.format(num_samples, batch_size, nranks))
 
@@ -85,4 +102,47 @@ class SeededDataset:
         index, seed = item
         random.seed(seed)
         np.random.seed(seed)
-        return self.dataset[index]
+        try:
+            return self.dataset[index]
+        except SegError as exc:
+            return LoadFailure(str(exc), traceback.format_exc())
+
+
+class LoadFailure:
+    """Stands for a sample that could not be loaded; ``message`` says why,
+    ``where`` is the traceback (shown by ``--debug``)."""
+
+    def __init__(self, message, where=''):
+        self.message = message
+        self.where = where
+
+
+def collate_batch(samples):
+    """paddle's default collation, or ``{'load_error': message, 'failed':
+    array}`` when a sample of the batch is a :class:`LoadFailure` (the loader
+    needs at least one array in a batch: without one, it takes the batch
+    for the end of the data)."""
+    for sample in samples:
+        if isinstance(sample, LoadFailure):
+            return {LOAD_ERROR: sample.message, LOAD_TRACEBACK: sample.where,
+                    'failed': np.ones([1], np.int32)}
+    return default_collate_fn(samples)
+
+
+def worker_init(worker_id):
+    """Signals in a DataLoader worker: ignore SIGINT, exit quietly on SIGTERM.
+
+    Ctrl-C reaches every process of the terminal's process group; the main
+    process handles it (it saves a checkpoint, then stops the loader), and a
+    worker that died of it would make the loader fail instead. SIGTERM must
+    still end a worker (multiprocessing terminates its children that way at
+    exit); exiting with status 0 instead of dying of the signal keeps paddle
+    from raising an error in the main process at an arbitrary point (the main
+    process then sees the missing worker at its next batch).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _exit_quietly)
+
+
+def _exit_quietly(signum, frame):
+    os._exit(0)

@@ -22,6 +22,36 @@ _TRUNCATE = -0.499
 _SMOOTH_KERNEL = np.array([[1, 1, 1], [1, 5, 1], [1, 1, 1]], np.float32) / 13
 
 
+_JPEG_START = b'\xff\xd8\xff'
+_JPEG_SCAN, _JPEG_END = b'\xff\xda', b'\xff\xd9'
+
+
+def is_truncated_jpeg(path):
+    """True when ``path`` is a JPEG file cut short: no end-of-image marker
+    after its last scan. (OpenCV decodes such a file with a warning and
+    fills the missing part with grey; a PNG cut short does not decode.)
+    An unreadable file is not a truncated JPEG."""
+    try:
+        with open(path, 'rb') as f:
+            if f.read(3) != _JPEG_START:
+                return False
+            f.seek(-2, 2)
+            if f.read(2) == _JPEG_END:  # the usual case, without reading it all
+                return False
+            f.seek(0)
+            data = f.read()
+    except OSError:
+        return False
+    scan = data.rfind(_JPEG_SCAN)
+    return scan < 0 or data.find(_JPEG_END, scan) < 0
+
+
+def _check_complete(path, kind):
+    if is_truncated_jpeg(path):
+        raise DatasetError('{} {} is a truncated JPEG (it ends before its '
+                           'end-of-image marker)'.format(kind, path))
+
+
 def read_image(path, img_channels=3, to_rgb=True):
     """Read an image file as ``uint8``.
 
@@ -36,6 +66,7 @@ def read_image(path, img_channels=3, to_rgb=True):
         DatasetError: The file is missing, corrupt or not an image.
     """
     flag = cv2.IMREAD_GRAYSCALE if img_channels == 1 else cv2.IMREAD_COLOR
+    _check_complete(path, 'image')
     img = cv2.imread(path, flag)
     if img is None:
         raise DatasetError('cannot read image {} (missing, corrupt or not an '
@@ -54,6 +85,7 @@ def read_label(path):
         DatasetError: The file is unreadable or holds more than one channel
             of colour.
     """
+    _check_complete(path, 'label')
     label = cv2.imread(path, cv2.IMREAD_UNCHANGED)
     if label is None:
         raise DatasetError('cannot read label {} (missing, corrupt or not an '

@@ -4,8 +4,11 @@ A training checkpoint is a folder ``<save_dir>/iter_<N>/`` holding one file per
 saved state dict (e.g. ``model.pdparams`` and ``model.pdopt``) and the file
 ``meta.json``, which is written last and lists those files plus any extra
 values such as ``iter``. :func:`save_checkpoint` builds the folder under a
-hidden temporary name and renames it into place, so a folder named
-``iter_<N>`` is always complete.
+hidden temporary name and renames it into place, and
+:func:`prune_checkpoints` renames a folder to a hidden name before deleting
+it, so a folder named ``iter_<N>`` is always complete, whenever the process
+is killed. The hidden folders a killed process leaves behind are removed by
+the next save (or prune) in the same folder.
 """
 
 import contextlib
@@ -27,6 +30,8 @@ from paddleseg.utils.download import fetch_pretrained
 
 META_FILE = 'meta.json'
 _ITER_DIR = re.compile(r'iter_(\d+)')
+# what interrupted saves and prunes of iter_N folders leave behind
+_ITER_LEFTOVER = re.compile(r'\.iter_\d+\.(new-.*|deleted)')
 _SHOWN_KEYS = 5
 
 
@@ -91,7 +96,9 @@ def _read(path):
             return safetensors.paddle.load_file(path)
         return paddle.load(path)
     except Exception as exc:  # both loaders raise many unrelated types
-        raise CheckpointError(f'Cannot read checkpoint {path}: {exc}') from exc
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f'Cannot read checkpoint {path} (truncated, corrupt or not '
+                              f'a weights file): {reason}') from exc
 
 
 def load_state_file(path):
@@ -196,22 +203,57 @@ def save_checkpoint(state_dicts, dest_dir, meta=None):
     Everything is written to a hidden folder next to ``dest_dir`` and renamed
     into place. An existing ``dest_dir`` is first renamed away and deleted
     only after the new one is in place, so a killed process leaves either the
-    old or the new complete checkpoint (possibly plus a hidden leftover).
+    old or the new complete checkpoint (possibly plus a hidden leftover,
+    which the next save of ``dest_dir`` removes: see
+    :func:`_tidy_leftovers`).
+
+    Raises:
+        CheckpointError: the folder cannot be written (no space, no
+            permission); the message names it. What was there stays.
     """
     for name in state_dicts:
         if not name or name == META_FILE or os.path.basename(name) != name:
             raise ValueError(f'Checkpoint file name must be a plain file name, got {name!r}')
     dest_dir = os.path.abspath(dest_dir)
     parent, base = os.path.split(dest_dir)
-    os.makedirs(parent, exist_ok=True)
-    tmp_dir = tempfile.mkdtemp(dir=parent, prefix=f'.{base}.new-')
+    try:
+        os.makedirs(parent, exist_ok=True)
+        _tidy_leftovers(dest_dir)
+        tmp_dir = tempfile.mkdtemp(dir=parent, prefix=f'.{base}.new-')
+    except OSError as exc:
+        raise CheckpointError(f'Cannot write checkpoint {dest_dir}: {exc}') from exc
     try:
         _write_files(state_dicts, dict(meta or {}), tmp_dir)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp_dir, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise CheckpointError(f'Cannot write checkpoint {dest_dir}: {exc}') from exc
         raise
     _swap_in(tmp_dir, dest_dir)
     return dest_dir
+
+
+def _tidy_leftovers(dest_dir):
+    """Clean up after a killed :func:`save_checkpoint` of ``dest_dir``.
+
+    Its hidden ``.<name>.new-*`` folders are deleted, except in one case: a
+    save killed between the two renames of :func:`_swap_in` leaves no
+    ``dest_dir`` but a complete new folder, which is renamed into place
+    first (the newest, if several).
+    """
+    parent, base = os.path.split(dest_dir)
+    prefix = f'.{base}.new-'
+    leftovers = [entry.path for entry in os.scandir(parent)
+                 if entry.name.startswith(prefix) and entry.is_dir(follow_symlinks=False)]
+    if not os.path.exists(dest_dir):
+        complete = [path for path in leftovers if not path.endswith('.old')
+                    and os.path.isfile(os.path.join(path, META_FILE))]
+        if complete:
+            newest = max(complete, key=lambda p: os.path.getmtime(os.path.join(p, META_FILE)))
+            os.rename(newest, dest_dir)
+            leftovers.remove(newest)
+    for path in leftovers:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _write_files(state_dicts, meta, folder):
@@ -301,17 +343,26 @@ def find_latest_checkpoint(save_dir):
 def prune_checkpoints(save_dir, keep_max):
     """Delete all but the ``keep_max`` newest complete ``iter_N`` folders.
 
-    Each folder loses its ``meta.json`` first, so a deletion cut short leaves
-    an incomplete folder that :func:`find_latest_checkpoint` ignores. Other
-    entries (``best_model``, incomplete folders) are kept. Returns the paths
-    removed, oldest first.
+    Each folder is renamed to a hidden ``.iter_N.deleted`` first, so a
+    deletion cut short never leaves a half-deleted ``iter_N``. Hidden
+    leftovers of killed saves and prunes of ``iter_N`` folders
+    (``.iter_N.new-*``, ``.iter_N.deleted``) are deleted too. Other entries
+    (``best_model``, incomplete folders) are kept. Returns the paths removed,
+    oldest first (leftovers not included).
     """
     if keep_max < 1:
         raise ValueError(f'keep_max must be at least 1, got {keep_max}')
     doomed = [path for _, path in _complete_iter_dirs(save_dir)[:-keep_max]]
     for path in doomed:
-        os.remove(os.path.join(path, META_FILE))
-        shutil.rmtree(path)
+        parent, base = os.path.split(path)
+        hidden = os.path.join(parent, f'.{base}.deleted')
+        shutil.rmtree(hidden, ignore_errors=True)
+        os.rename(path, hidden)
+        shutil.rmtree(hidden)
+    if os.path.isdir(save_dir):
+        for entry in os.scandir(save_dir):
+            if _ITER_LEFTOVER.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
     return doomed
 
 

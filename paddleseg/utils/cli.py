@@ -1,11 +1,34 @@
-"""Shared plumbing of the entry scripts (train.py, val.py, predict.py)."""
+"""Shared plumbing of the entry scripts (train.py, val.py, predict.py).
+
+Exit status of the entry scripts:
+
+* 0: done.
+* 1: predict.py could not read some of the images (the others are done).
+* 2: a user error (bad flag, config, data, checkpoint, download, a
+  non-finite loss with ``--nan_policy stop``); one line on stderr,
+  ``<script>: error: <what, naming the file or key>``.
+* 124: training made no progress for ``--stall_timeout`` seconds (e.g. a
+  collective waiting for a process that died); see ``paddleseg.core.train``.
+* 130 / 143: stopped by SIGINT (Ctrl-C) / SIGTERM; training saves a
+  checkpoint first.
+"""
 
 import argparse
 import contextlib
+import functools
+import signal
 import sys
 import traceback
+import warnings
 
 from paddleseg.errors import SegError
+
+EXIT_USER_ERROR = 2
+
+# paddle's BatchNorm warns on every training run that it tracks the running
+# statistics, which it always did; it is noise on stderr.
+warnings.filterwarnings(
+    'ignore', message='When training, we now always track global mean and variance')
 
 
 def str2bool(value):
@@ -18,8 +41,24 @@ def str2bool(value):
     raise argparse.ArgumentTypeError('expected true or false, got {!r}'.format(value))
 
 
+def _one_line_error(parser, message):
+    """argparse's ``error`` without the usage block: one line, status 2."""
+    parser.exit(EXIT_USER_ERROR, '{0}: error: {1} (see {0} --help)\n'.format(
+        parser.prog, message))
+
+
+def one_line_errors(parser):
+    """Make ``parser`` report a bad command line in one line (exit 2)."""
+    parser.error = functools.partial(_one_line_error, parser)
+    return parser
+
+
 def add_common_args(parser):
-    """--config, --opts, --device, --cpu_threads, --debug."""
+    """--config, --opts, --device, --cpu_threads, --debug.
+
+    Also makes the parser report a bad command line in one line (exit 2).
+    """
+    one_line_errors(parser)
     parser.add_argument('--config', required=True, help='The YAML config file.')
     parser.add_argument('--opts', nargs='+', default=None, metavar='KEY=VALUE',
                         help='Override config keys, e.g. batch_size=2 '
@@ -64,7 +103,11 @@ def setup_device(device=None, cpu_threads=None):
 def user_errors(debug=False, prog=None):
     """Turn user errors into one line on stderr and exit status 2.
 
-    With ``debug`` the traceback is shown instead. Interrupts exit with 130.
+    With ``debug`` the traceback is shown too (and, for an error raised in
+    a DataLoader worker, the worker's). An interrupt exits with 128 + the
+    signal number (130 for SIGINT); an exception that carries a ``signum``
+    attribute (``paddleseg.core.train.TrainingInterrupted``) names the signal
+    and the checkpoint saved.
     """
     prog = prog or sys.argv[0]
     try:
@@ -72,11 +115,17 @@ def user_errors(debug=False, prog=None):
     except SegError as exc:
         if debug:
             traceback.print_exc()
+            if exc.worker_traceback:
+                print('Where the data was loaded (DataLoader):\n' + exc.worker_traceback,
+                      file=sys.stderr)
         print('{}: error: {}'.format(prog, exc), file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print('{}: interrupted'.format(prog), file=sys.stderr)
-        sys.exit(130)
+        sys.exit(EXIT_USER_ERROR)
+    except KeyboardInterrupt as exc:
+        if debug:
+            traceback.print_exc()
+        signum = getattr(exc, 'signum', signal.SIGINT)
+        print('{}: {}'.format(prog, str(exc) or 'interrupted'), file=sys.stderr)
+        sys.exit(128 + int(signum))
 
 
 def without_pretrained(cfg):

@@ -1,0 +1,139 @@
+"""Small data, a small config and CLI runners for the robustness tests
+(test_bad_inputs, test_interrupts, test_distributed_failures, test_soak).
+
+Images are 32x64 (see tiny_data.py), crops 32x32, batch 1 and a narrow
+ResNet18_vd PointRendFPN, so a training iteration takes a fraction of a
+second on one CPU thread.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+from tiny_data import make_tiny_cityscapes
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BASE_CONFIG = os.path.join(ROOT, 'configs', '_base_', 'cityscapes.yml')
+
+# one CPU thread per process: the tests share the machine's cores
+ENV = dict(os.environ, SEG_CPU_THREADS='1', PYTHONUNBUFFERED='1')
+
+
+def make_data(root, n_train=4, n_val=1):
+    """A Cityscapes-layout folder of 32x64 images; returns ``root``."""
+    return make_tiny_cityscapes(str(root), n_train=n_train, n_val=n_val, h=32, w=64)
+
+
+def write_config(path, dataset_root, iters=4, extra=''):
+    """A small PointRendFPN config on ``dataset_root``; ``extra`` is YAML
+    appended at the top level."""
+    text = textwrap.dedent('''\
+        _base_: {base}
+        batch_size: 1
+        iters: {iters}
+        train_dataset:
+          dataset_root: {root}
+          transforms:
+            - type: RandomPaddingCrop
+              crop_size: [32, 32]
+            - type: RandomHorizontalFlip
+            - type: Normalize
+        val_dataset:
+          dataset_root: {root}
+        model:
+          type: PointRendFPN
+          backbone:
+            type: ResNet18_vd
+            output_stride: 8
+          backbone_indices: [0, 1, 2, 3]
+          fpn_inplanes: [64, 128, 256, 512]
+          fpn_outplanes: 64
+          PFN_in_channels: [64, 64, 64, 64]
+          PFN_channels: 32
+          point_in_channels: [64]
+          point_out_channels: 64
+          point_num_points: 16
+          point_subdivision_num_points: 256
+        loss:
+          types:
+            - type: CrossEntropyLoss
+            - type: PointCrossEntropyLoss
+          coef: [1, 1]
+        lr_scheduler:
+          type: PolynomialDecay
+          learning_rate: 0.01
+          warmup_iters: 1
+        ''').format(base=BASE_CONFIG, iters=iters, root=dataset_root) + extra
+    with open(path, 'w') as f:
+        f.write(text)
+    return str(path)
+
+
+def train_args(cfg, save_dir, *extra):
+    """train.py arguments of the tests' runs."""
+    return ['--config', str(cfg), '--save_dir', str(save_dir), '--seed', '3',
+            '--log_iters', '1', '--device', 'cpu', '--cpu_threads', '1'] + [
+                str(e) for e in extra]
+
+
+def script(name):
+    return os.path.join(ROOT, name)
+
+
+def run_cli(name, *args, timeout=180):
+    """Run ``python <name> args...`` to the end; return the CompletedProcess."""
+    return subprocess.run([sys.executable, script(name)] + [str(a) for a in args],
+                          cwd=ROOT, env=ENV, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def start_cli(name, *args, stdout_path=None, new_session=False):
+    """Start ``python <name> args...``; stdout goes to ``stdout_path`` (read
+    it with :func:`wait_for_line`), stderr to a pipe. ``new_session``: in a
+    process group of its own (like a job of a terminal)."""
+    out = open(stdout_path, 'w') if stdout_path else subprocess.DEVNULL
+    proc = subprocess.Popen([sys.executable, script(name)] + [str(a) for a in args],
+                            cwd=ROOT, env=ENV, stdout=out, stderr=subprocess.PIPE,
+                            text=True, start_new_session=new_session)
+    proc.stdout_path = stdout_path
+    return proc
+
+
+def wait_for_line(proc, text, timeout=120):
+    """Wait until ``text`` appears in the stdout file of ``proc``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(proc.stdout_path) as f:
+            if text in f.read():
+                return
+        if proc.poll() is not None:
+            raise AssertionError('process ended ({}) before printing {!r}:\n{}'.format(
+                proc.returncode, text, proc.stderr.read()[-3000:]))
+        time.sleep(0.05)
+    raise AssertionError('no {!r} within {} s'.format(text, timeout))
+
+
+def kill_and_wait(proc, sig=signal.SIGKILL, timeout=60):
+    """Send ``sig``; return the exit status and stderr."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    _, err = proc.communicate(timeout=timeout)
+    return proc.returncode, err
+
+
+def _is_progress_bar(line):
+    return '%|' in line  # tqdm's, e.g. of a download
+
+
+def one_error_line(err, prog):
+    """The stderr of a failed run is exactly one line ``<prog>: error: ...``
+    (besides progress bars); return it."""
+    lines = [line for line in err.replace('\r', '\n').splitlines()
+             if line.strip() and not _is_progress_bar(line)]
+    assert 'Traceback' not in err, err
+    assert len(lines) == 1, err
+    assert lines[0].startswith(prog + ': error: '), err
+    return lines[0]

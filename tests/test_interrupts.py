@@ -1,0 +1,244 @@
+"""Training stopped the hard way: SIGKILL during saves, SIGINT/SIGTERM, a
+NaN loss, an unreadable sample in the middle of a run."""
+
+import json
+import os
+import random
+import re
+import signal
+import time
+
+import numpy as np
+import paddle
+import pytest
+
+import train as train_cli
+from robust_helpers import (kill_and_wait, make_data, start_cli, train_args,
+                            wait_for_line, write_config)
+from paddleseg.utils.checkpoint import find_latest_checkpoint, load_checkpoint
+
+ITER_DIR = re.compile(r'iter_(\d+)')
+
+
+@pytest.fixture(scope='module')
+def tiny(tmp_path_factory):
+    base = tmp_path_factory.mktemp('interrupts')
+    root = make_data(base / 'cs')
+    return {'base': base, 'root': root,
+            'cfg': write_config(base / 'tiny.yml', root, iters=6)}
+
+
+def _params(path):
+    return {k: v.numpy() for k, v in paddle.load(str(path)).items()}
+
+
+def _assert_same_weights(a, b):
+    a, b = _params(a), _params(b)
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def _visible_iter_dirs(save_dir):
+    return sorted(name for name in os.listdir(save_dir) if ITER_DIR.fullmatch(name))
+
+
+def _wait_for_temp_folder(save_dir, proc, timeout=120):
+    """Wait until a save is under way (its hidden temporary folder exists)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if os.path.isdir(save_dir) and any(
+                name.startswith('.iter_') for name in os.listdir(save_dir)):
+            return
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.002)
+    raise AssertionError('no save started within {} s'.format(timeout))
+
+
+def test_sigkill_during_saves_keeps_a_complete_checkpoint(tiny):
+    """Kill -9 a run that saves at every iteration, several times, at or
+    shortly after the start of a save; each time the newest iter_N folder is
+    complete and loads, every visible iter_N folder is complete, and
+    ``--resume_model auto`` goes on. The last run finishes with exactly the
+    kept checkpoints and no temporary leftovers."""
+    iters = 12
+    cfg = write_config(tiny['base'] / 'kill.yml', tiny['root'], iters=iters)
+    out = tiny['base'] / 'kill'
+    args = train_args(cfg, out, '--save_interval', 1, '--keep_checkpoint_max', 2,
+                      '--resume_model', 'auto')
+    rng = random.Random(0)
+    leftovers_seen = 0
+    for round_ in range(3):
+        proc = start_cli('train.py', *args, stdout_path=tiny['base'] / 'kill.log')
+        before = find_latest_checkpoint(str(out))
+        # let it save at least once in this round, then kill it during the next save
+        wait_for_line(proc, 'Saved {}'.format(out / 'iter_'), timeout=120)
+        _wait_for_temp_folder(out, proc)
+        time.sleep(0 if round_ == 0 else rng.uniform(0, 0.3))
+        status, _ = kill_and_wait(proc)
+        assert status == -signal.SIGKILL
+        hidden = [n for n in os.listdir(out) if n.startswith('.')]
+        leftovers_seen += bool(hidden)
+        latest = find_latest_checkpoint(str(out))
+        assert latest is not None and latest != before
+        states, meta = load_checkpoint(latest)
+        assert meta['iter'] == int(ITER_DIR.fullmatch(os.path.basename(latest)).group(1))
+        assert set(states) == {'model.pdparams', 'model.pdopt'}
+        assert len(states['model.pdparams']) > 100
+        for name in _visible_iter_dirs(out):
+            assert os.path.isfile(out / name / 'meta.json'), name
+    assert leftovers_seen  # at least one kill landed inside a save
+    proc = start_cli('train.py', *args, stdout_path=tiny['base'] / 'kill.log')
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err
+    assert 'Resumed from' in open(tiny['base'] / 'kill.log').read()
+    assert sorted(os.listdir(out)) == ['iter_{}'.format(iters - 1), 'iter_{}'.format(iters)]
+
+
+def _interrupted_run(tiny, name, sig, *extra):
+    """Start a run of 6 iterations, send ``sig`` once iteration 2 is logged;
+    return (status, stderr, save_dir)."""
+    out = tiny['base'] / name
+    proc = start_cli('train.py', *train_args(tiny['cfg'], out, '--save_interval', 100,
+                                             *extra),
+                     stdout_path=tiny['base'] / (name + '.log'))
+    wait_for_line(proc, '[TRAIN] iter: 2/6')
+    status, err = kill_and_wait(proc, sig)
+    return status, err, out
+
+
+def test_sigterm_saves_and_the_resumed_run_matches_an_uninterrupted_one(tiny):
+    status, err, out = _interrupted_run(tiny, 'term', signal.SIGTERM)
+    assert status == 143, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and 'Traceback' not in err, err
+    match = re.fullmatch(r'train\.py: interrupted by SIGTERM after iter (\d+); checkpoint '
+                         r'(\S+) saved \(resume with --resume_model auto\)', lines[0])
+    assert match, lines[0]
+    it = int(match.group(1))
+    assert 2 <= it < 6 and match.group(2) == str(out / 'iter_{}'.format(it))
+    assert _visible_iter_dirs(out) == ['iter_{}'.format(it)]
+    assert json.load(open(out / 'iter_{}'.format(it) / 'meta.json'))['iter'] == it
+
+    train_cli.main(train_args(tiny['cfg'], out, '--save_interval', 100,
+                              '--resume_model', 'auto'))
+    whole = tiny['base'] / 'whole'
+    train_cli.main(train_args(tiny['cfg'], whole, '--save_interval', 100))
+    _assert_same_weights(out / 'iter_6' / 'model.pdparams',
+                         whole / 'iter_6' / 'model.pdparams')
+    opt_a = paddle.load(str(out / 'iter_6' / 'model.pdopt'))
+    opt_b = paddle.load(str(whole / 'iter_6' / 'model.pdopt'))
+    assert opt_a['LR_Scheduler'] == opt_b['LR_Scheduler']
+
+
+@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM])
+def test_signal_to_the_whole_process_group_with_loader_workers(tiny, sig):
+    """Ctrl-C in a terminal, or a container stop, signals the DataLoader
+    workers too: the run still saves and exits with 128 + the signal, and
+    no process of the group is left. (With an evaluation every 2
+    iterations, the signal may land in one: it is abandoned.)"""
+    out = tiny['base'] / 'group_{}'.format(sig.name)
+    proc = start_cli('train.py', *train_args(tiny['cfg'], out, '--save_interval', 100,
+                                             '--num_workers', 2, '--do_eval',
+                                             '--eval_interval', 2),
+                     stdout_path=tiny['base'] / 'group.log', new_session=True)
+    wait_for_line(proc, '[TRAIN] iter: 2/6')
+    os.killpg(proc.pid, sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + sig, err
+    match = re.search(r'interrupted by {} after iter (\d+); checkpoint (\S+) saved'.format(
+        sig.name), err)
+    assert match and 'Traceback' not in err, err
+    assert load_checkpoint(match.group(2))[1]['iter'] == int(match.group(1))
+    time.sleep(0.5)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(proc.pid, 0)  # the workers are gone too
+
+
+class _NaNLoss(paddle.nn.Layer):
+    """Cross entropy that is NaN at the calls listed in ``nan_calls``."""
+    nan_calls = set()
+    calls = 0
+
+    def forward(self, logits, label):
+        from paddleseg.models.losses import CrossEntropyLoss
+        type(self).calls += 1
+        loss = CrossEntropyLoss()(logits, label)
+        return loss * float('nan') if type(self).calls in self.nan_calls else loss
+
+
+@pytest.fixture
+def nan_loss():
+    from paddleseg.cvlibs import manager
+    if 'NaNAtCalls' not in manager.LOSSES:
+        manager.LOSSES.add_component(_NaNLoss, name='NaNAtCalls')
+    _NaNLoss.calls = 0
+    yield _NaNLoss
+    _NaNLoss.nan_calls = set()
+
+
+def test_nan_skip_drops_the_step_and_goes_on(tiny, nan_loss, capsys):
+    nan_loss.nan_calls = {3}
+    out = tiny['base'] / 'nan_skip'
+    train_cli.main(train_args(tiny['cfg'], out, '--save_interval', 100, '--nan_policy',
+                              'skip', '--opts', 'loss.types.0.type=NaNAtCalls'))
+    logs = capsys.readouterr().out
+    assert re.search(r'non-finite loss at iter 3: terms nan, [0-9.]+; step skipped '
+                     r'\(--nan_policy skip\)', logs), logs
+    assert all('[TRAIN] iter: {}/6'.format(i) in logs for i in range(1, 7))
+    weights = _params(out / 'iter_6' / 'model.pdparams')
+    assert all(np.isfinite(v).all() for v in weights.values())
+    # the schedule advanced on the skipped step too
+    assert paddle.load(str(out / 'iter_6' / 'model.pdopt'))['LR_Scheduler']['last_epoch'] == 6
+
+
+def test_nan_skip_stops_after_too_many_in_a_row(tiny, nan_loss, capsys):
+    from paddleseg.core.train import MAX_SKIPPED_STEPS
+    nan_loss.nan_calls = set(range(3, 100))
+    out = tiny['base'] / 'nan_many'
+    cfg = write_config(tiny['base'] / 'nan_many.yml', tiny['root'], iters=20)
+    with pytest.raises(SystemExit) as exc:
+        train_cli.main(train_args(cfg, out, '--save_interval', 2, '--nan_policy', 'skip',
+                                  '--opts', 'loss.types.0.type=NaNAtCalls'))
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    stop = 2 + MAX_SKIPPED_STEPS
+    assert 'non-finite loss at iter {}: terms nan'.format(stop) in err
+    assert '{} in a row; stopped. Last good checkpoint: {}'.format(
+        MAX_SKIPPED_STEPS, out / 'iter_10') in err
+    # the skipped steps left no trace, BatchNorm statistics included
+    _assert_same_weights(out / 'iter_2' / 'model.pdparams', out / 'iter_10' / 'model.pdparams')
+
+
+def test_unreadable_sample_mid_run_saves_progress_then_resume_after_the_fix(tiny, capsys):
+    """The sample of iteration 3 has a label of the wrong size: the run stops
+    there with iter_2 saved; once the label is fixed, resuming finishes with
+    the weights of a run that never failed."""
+    import shutil
+
+    import cv2
+    from paddleseg.core.sampler import ResumableBatchSampler
+    root = tiny['base'] / 'cs_bad'
+    shutil.copytree(tiny['root'], root)
+    cfg = write_config(tiny['base'] / 'bad.yml', str(root), iters=6)
+    from paddleseg.datasets import Cityscapes
+    files = Cityscapes([], str(root)).file_list
+    order = [b[0][0] for b in ResumableBatchSampler(len(files), 1, seed=3)]
+    label = files[order[2]][1]  # loaded at iteration 3
+    good = cv2.imread(label, cv2.IMREAD_UNCHANGED)
+    cv2.imwrite(label, good[:16])
+    out = tiny['base'] / 'bad_run'
+    with pytest.raises(SystemExit) as exc:
+        train_cli.main(train_args(cfg, out, '--save_interval', 100))
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert 'label {} is 16x64'.format(label) in err
+    assert ('training stopped at iter 3; checkpoint {} holds iter 2: fix the data and '
+            'resume with --resume_model auto'.format(out / 'iter_2')) in err
+    assert _visible_iter_dirs(out) == ['iter_2']
+    cv2.imwrite(label, good)
+    train_cli.main(train_args(cfg, out, '--save_interval', 100, '--resume_model', 'auto'))
+    whole = tiny['base'] / 'whole'
+    if not (whole / 'iter_6').exists():
+        train_cli.main(train_args(tiny['cfg'], whole, '--save_interval', 100))
+    _assert_same_weights(out / 'iter_6' / 'model.pdparams', whole / 'iter_6' / 'model.pdparams')
