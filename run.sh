@@ -24,7 +24,7 @@ case "${1:-train}" in
     demo)
         shift
         install requirements.txt
-        "$PY" tools/demo.py "$@" ;;
+        "$PY" utils/demo.py "$@" ;;
     train)
         export CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-0,1,2,3}
         "$PY" -m paddle.distributed.launch train.py --config "$CONFIG" \
