@@ -10,13 +10,16 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 
-from tiny_data import make_tiny_cityscapes
+from tiny_data import make_tiny_cityscapes, write_tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BASE_CONFIG = os.path.join(ROOT, 'configs', '_base_', 'cityscapes.yml')
+# a narrow head: a training iteration is a fraction of a second on one thread
+NARROW_MODEL = {'fpn_outplanes': 64, 'PFN_in_channels': [64, 64, 64, 64],
+                'PFN_channels': 32, 'point_in_channels': [64],
+                'point_out_channels': 64, 'point_num_points': 16,
+                'point_subdivision_num_points': 256}
 
 # one CPU thread per process: the tests share the machine's cores
 ENV = dict(os.environ, SEG_CPU_THREADS='1', PYTHONUNBUFFERED='1')
@@ -28,48 +31,10 @@ def make_data(root, n_train=4, n_val=1):
 
 
 def write_config(path, dataset_root, iters=4, extra=''):
-    """A small PointRendFPN config on ``dataset_root``; ``extra`` is YAML
-    appended at the top level."""
-    text = textwrap.dedent('''\
-        _base_: {base}
-        batch_size: 1
-        iters: {iters}
-        train_dataset:
-          dataset_root: {root}
-          transforms:
-            - type: RandomPaddingCrop
-              crop_size: [32, 32]
-            - type: RandomHorizontalFlip
-            - type: Normalize
-        val_dataset:
-          dataset_root: {root}
-        model:
-          type: PointRendFPN
-          backbone:
-            type: ResNet18_vd
-            output_stride: 8
-          backbone_indices: [0, 1, 2, 3]
-          fpn_inplanes: [64, 128, 256, 512]
-          fpn_outplanes: 64
-          PFN_in_channels: [64, 64, 64, 64]
-          PFN_channels: 32
-          point_in_channels: [64]
-          point_out_channels: 64
-          point_num_points: 16
-          point_subdivision_num_points: 256
-        loss:
-          types:
-            - type: CrossEntropyLoss
-            - type: PointCrossEntropyLoss
-          coef: [1, 1]
-        lr_scheduler:
-          type: PolynomialDecay
-          learning_rate: 0.01
-          warmup_iters: 1
-        ''').format(base=BASE_CONFIG, iters=iters, root=dataset_root) + extra
-    with open(path, 'w') as f:
-        f.write(text)
-    return str(path)
+    """A small, narrow PointRendFPN config on ``dataset_root`` (batch 1,
+    32x32 crops); ``extra`` is YAML appended at the top level."""
+    return str(write_tiny_config(path, dataset_root, iters=iters, batch_size=1,
+                                 crop=32, model=NARROW_MODEL, extra=extra))
 
 
 def train_args(cfg, save_dir, *extra):

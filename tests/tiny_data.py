@@ -5,10 +5,10 @@ noise; labels are trainIds. Everything is made by this file.
 """
 
 import os
-import textwrap
 
 import cv2
 import numpy as np
+import yaml
 
 COLORS = {0: (128, 64, 128), 1: (232, 35, 244), 10: (180, 130, 70), 13: (142, 0, 0)}
 
@@ -38,41 +38,39 @@ def make_tiny_cityscapes(root, n_train=8, n_val=2, h=64, w=128, seed=0):
     return root
 
 
-def write_tiny_config(path, dataset_root, iters=4, batch_size=2):
-    """A ResNet18_vd PointRendFPN config on the tiny dataset."""
-    text = textwrap.dedent('''\
-        _base_: {base}
-        batch_size: {batch_size}
-        iters: {iters}
-        train_dataset:
-          dataset_root: {root}
-          transforms:
-            - type: RandomPaddingCrop
-              crop_size: [64, 64]
-            - type: RandomHorizontalFlip
-            - type: Normalize
-        val_dataset:
-          dataset_root: {root}
-        model:
-          type: PointRendFPN
-          backbone:
-            type: ResNet18_vd
-            output_stride: 8
-          backbone_indices: [0, 1, 2, 3]
-          fpn_inplanes: [64, 128, 256, 512]
-          point_num_points: 64
-        loss:
-          types:
-            - type: CrossEntropyLoss
-            - type: PointCrossEntropyLoss
-          coef: [1, 1]
-        lr_scheduler:
-          type: PolynomialDecay
-          learning_rate: 0.01
-          warmup_iters: 1
-        ''').format(base=os.path.join(os.path.dirname(os.path.dirname(
-            os.path.abspath(__file__))), 'configs', '_base_', 'cityscapes.yml'),
-            batch_size=batch_size, iters=iters, root=dataset_root)
+BASE_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))), 'configs', '_base_', 'cityscapes.yml')
+
+
+def write_tiny_config(path, dataset_root, iters=4, batch_size=2, crop=64,
+                      model=None, extra=''):
+    """A ResNet18_vd PointRendFPN config on the tiny dataset.
+
+    Args:
+        crop (int): Side of the square training crop. Default: 64.
+        model (dict, optional): Extra ``model:`` keys (e.g. a narrower head).
+        extra (str, optional): YAML appended at the top level.
+    """
+    cfg = {
+        '_base_': BASE_CONFIG,
+        'batch_size': batch_size,
+        'iters': iters,
+        'train_dataset': {'dataset_root': str(dataset_root), 'transforms': [
+            {'type': 'RandomPaddingCrop', 'crop_size': [crop, crop]},
+            {'type': 'RandomHorizontalFlip'},
+            {'type': 'Normalize'}]},
+        'val_dataset': {'dataset_root': str(dataset_root)},
+        'model': dict({'type': 'PointRendFPN',
+                       'backbone': {'type': 'ResNet18_vd', 'output_stride': 8},
+                       'backbone_indices': [0, 1, 2, 3],
+                       'fpn_inplanes': [64, 128, 256, 512],
+                       'point_num_points': 64}, **(model or {})),
+        'loss': {'types': [{'type': 'CrossEntropyLoss'},
+                           {'type': 'PointCrossEntropyLoss'}],
+                 'coef': [1, 1]},
+        'lr_scheduler': {'type': 'PolynomialDecay', 'learning_rate': 0.01,
+                         'warmup_iters': 1},
+    }
     with open(path, 'w') as f:
-        f.write(text)
+        f.write(yaml.safe_dump(cfg, sort_keys=False) + extra)
     return path
