@@ -37,6 +37,9 @@ def parse_args():
     p.add_argument('--threads', type=int, default=2)
     p.add_argument('--device', default='cpu')
     p.add_argument('--model_dir', default=None, help='export task: exported model')
+    p.add_argument('--mmap_threshold', type=int, default=0,
+                   help='train task: glibc mmap threshold in bytes for both sides '
+                        '(ours: SEG_MMAP_THRESHOLD, paddleseg.utils.env.tune_host_allocator)')
     p.add_argument('--out', required=True)
     return p.parse_args()
 
@@ -55,14 +58,22 @@ def peak_mb():
 
 def setup(args):
     import paddle
-    paddle.set_device(args.device)
-    if args.device == 'cpu':
-        paddle.base.core.set_num_threads(args.threads)
     if args.side == 'ours':
+        # what train.py / val.py / predict.py do: device and threads
         sys.path.insert(0, ROOT)
+        from paddleseg.utils.cli import setup_device
+        setup_device(args.device, args.threads)
     else:
         os.chdir('/tmp')  # never import this repository's paddleseg/
         sys.path = [p for p in sys.path if os.path.abspath(p or '.') != ROOT]
+        paddle.set_device(args.device)
+        if args.device == 'cpu':
+            paddle.base.core.set_num_threads(args.threads)
+    if args.mmap_threshold and args.device == 'cpu':
+        # as paddleseg.utils.env.tune_host_allocator (not imported on the
+        # PaddleSeg side): mallopt(M_MMAP_THRESHOLD, bytes)
+        import ctypes
+        ctypes.CDLL(None).mallopt(-3, args.mmap_threshold)
     return paddle
 
 

@@ -65,3 +65,52 @@ def test_real_call_and_device():
     assert env.get_device() in ('cpu', 'gpu')
     assert env.set_cpu_threads(1) == 1
     env.set_cpu_threads(env.usable_cpu_count())
+
+
+_HEAP_PROBE = '''
+import sys
+import numpy as np
+from paddleseg.utils.env import tune_host_allocator
+print(tune_host_allocator(None if sys.argv[1] == 'env' else int(sys.argv[1])))
+
+def rss():
+    with open('/proc/self/statm') as f:
+        return int(f.read().split()[1]) * 4096
+
+a = np.ones(16 << 20, np.uint8)  # mmapped; freeing it makes glibc raise its threshold
+del a
+before = rss()
+b = np.ones(8 << 20, np.uint8)
+del b
+print(rss() - before)  # what the freed 8 MB block left resident
+'''
+
+
+def _freed_but_resident(arg, extra_env=None):
+    """(threshold set, bytes still resident after an 8 MB block is freed)."""
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    environ = {k: v for k, v in os.environ.items() if k != env.MMAP_ENV}
+    environ.update(PYTHONPATH=root, **(extra_env or {}))
+    out = subprocess.run([sys.executable, '-c', _HEAP_PROBE, arg], env=environ,
+                         capture_output=True, text=True, check=True).stdout.split()
+    return int(out[0]), int(out[1])
+
+
+@pytest.mark.skipif(__import__('platform').libc_ver()[0] != 'glibc', reason='glibc only')
+def test_host_allocator_returns_freed_blocks_to_the_system():
+    # glibc's default: the 8 MB block came from the heap and stays resident
+    threshold, kept = _freed_but_resident('0')
+    assert threshold == 0 and kept >= 7 << 20
+    assert _freed_but_resident('env')[0] == 0  # off unless asked for
+    # a 1 MiB threshold: its own mapping, unmapped when freed
+    threshold, kept = _freed_but_resident('env', {env.MMAP_ENV: str(1 << 20)})
+    assert threshold == 1 << 20 and kept < 1 << 20
+
+
+def test_host_allocator_env_var_must_be_bytes(monkeypatch):
+    monkeypatch.setenv(env.MMAP_ENV, 'lots')
+    with pytest.raises(ConfigError, match=env.MMAP_ENV):
+        env.tune_host_allocator()

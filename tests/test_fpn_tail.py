@@ -2,10 +2,11 @@
 
 import numpy as np
 import paddle
+import paddle.nn.functional as F
 import pytest
 
 from paddleseg.models.heads import FPNHead
-from paddleseg.models.heads.fpn_tail import tail_factor
+from paddleseg.models.heads.fpn_tail import sparse_conv_tail, tail_factor
 
 
 @pytest.mark.parametrize('in_size,ups,out_size,g', [
@@ -75,3 +76,31 @@ def test_odd_sizes_use_the_shortcut_only_where_it_is_exact():
         head.exact_tail = False
         b = head(inputs)[0].numpy()
     np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize('g,h,w', [(8, 3, 5), (16, 2, 3), (32, 2, 2)])
+def test_sparse_tail_equals_the_plain_tail_with_gradients(g, h, w):
+    """The tail alone, for g = 8 (os8's finest tower), 16 and 32 (coarser outputs)."""
+    paddle.seed(1)
+    conv = paddle.nn.Conv2D(6, 4, 3, padding=1)
+    rng = np.random.default_rng(g)
+    p = paddle.to_tensor(rng.normal(size=(2, 6, g * h // 2, g * w // 2)).astype('float32'),
+                         stop_gradient=False)
+
+    def plain(x):
+        up = F.interpolate(x, scale_factor=2, mode='bilinear', align_corners=False)
+        y = F.interpolate(F.relu(conv(up)), scale_factor=2, mode='bilinear',
+                          align_corners=False)
+        return F.interpolate(y, (h, w), mode='bilinear', align_corners=False)
+
+    results = []
+    for fn in (lambda x: sparse_conv_tail(x, conv, g, (h, w)), plain):
+        conv.clear_gradients()
+        p.clear_gradient()
+        out = fn(p)
+        (out * paddle.cos(out)).sum().backward()
+        results.append((out.numpy(), p.grad.numpy().copy(), conv.weight.grad.numpy().copy(),
+                        conv.bias.grad.numpy().copy()))
+    assert results[0][0].shape == (2, 4, h, w)
+    for fast, ref in zip(*results):
+        np.testing.assert_allclose(fast, ref, atol=1e-5 * max(1.0, np.abs(ref).max()))

@@ -53,7 +53,7 @@ TRAIN_ID = {name: name2label[name].trainId for name in CLASS_NAMES}
 
 SPLITS = {'train': ('bochum', 'dusseldorf'), 'val': ('frankfurt', )}
 META_FILE = 'demo_data.json'
-FORMAT_VERSION = 1  # bump when the rendering changes, to invalidate old data
+FORMAT_VERSION = 2  # bump when the rendering changes, to invalidate old data
 
 
 def _load_util(name):
@@ -433,7 +433,7 @@ def tree(rng, cv, cam, x, z):
 
 def pole_with_sign(rng, cv, cam, x, z, sign):
     height = rng.uniform(3.0, 5.5)
-    width = max(rng.uniform(0.18, 0.28), 2.2 * z / cam.f)  # >= ~2 px wide
+    width = max(rng.uniform(0.18, 0.28), 3.2 * z / cam.f)  # >= ~3 px wide
     metal = jitter(rng, rng.choice([(120, 125, 125), (70, 75, 75),
                                     (150, 150, 145)]), 20)
     cv.paint(cv.poly_mask(cam.quad_z(z, x - width / 2, x + width / 2, 0, height)),
@@ -442,7 +442,7 @@ def pole_with_sign(rng, cv, cam, x, z, sign):
         return
     size = rng.uniform(0.8, 1.3)
     cx, cy = cam.project(x, height - size / 2 - rng.uniform(0, 0.5), z)
-    r = max(2.5, cam.pixels(size / 2, z))
+    r = max(3.5, cam.pixels(size / 2, z))
     kind = rng.integers(4)
     outer, inner = [((200, 30, 35), (235, 235, 230)), ((30, 70, 170), (230, 230, 235)),
                     ((230, 190, 30), (40, 40, 40)), ((235, 235, 230), (30, 70, 170))][kind]
@@ -572,12 +572,12 @@ def render_scene(rng, height, width):
                         walk_x(rng.choice((-1, 1)), 0.5, 0.8), None))
     # the first pole (with a sign) and person stand where they are in view
     for k in range(int(rng.integers(2, 6))):
-        objects.append((rng.uniform(max(z_min + 1, 12) if k == 0 else z_min + 1,
-                                    35), 'pole',
+        objects.append((rng.uniform(max(z_min + 1, 8) if k == 0 else z_min + 1,
+                                    20), 'pole',
                         walk_x(rng.choice((-1, 1)), 0.05, 0.2), k == 0 or
                         rng.random() < 0.6))
-    for k in range(int(rng.integers(2, 7))):
-        objects.append((rng.uniform(max(z_min, 8) if k == 0 else z_min, 22),
+    for k in range(int(rng.integers(3, 8))):
+        objects.append((rng.uniform(max(z_min, 5) if k == 0 else z_min, 14),
                         'person',
                         walk_x(rng.choice((-1, 1)), 0.2, 0.9), None))
     for k in range(int(rng.integers(2, 7))):
@@ -588,7 +588,7 @@ def render_scene(rng, height, width):
         else:
             lane = rng.integers(street['lanes'])
             x = street['left'] + (lane + 0.5) * street['lane_w']
-        objects.append((rng.uniform(z_min + 1, 35), 'car', x, parked))
+        objects.append((rng.uniform(z_min + 1, 22), 'car', x, parked))
     for z, kind, x, extra in sorted(objects, key=lambda o: -o[0]):
         if kind == 'tree':
             tree(rng, cv, cam, x, z)
