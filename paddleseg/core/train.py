@@ -52,7 +52,7 @@ from paddleseg.core.sampler import (LOAD_ERROR, LOAD_TRACEBACK, ResumableBatchSa
 from paddleseg.core.val import evaluate
 from paddleseg.errors import CheckpointError, ConfigError, DatasetError, SegError
 from paddleseg.utils import logger
-from paddleseg.utils.env import init_distributed, tune_host_allocator
+from paddleseg.utils.env import idle_threads_sleep, init_distributed, tune_host_allocator
 from paddleseg.utils.visualize import get_palette, overlay
 from paddleseg.utils.checkpoint import (find_latest_checkpoint, load_checkpoint,
                                         prune_checkpoints, save_checkpoint)
@@ -724,6 +724,7 @@ def train(model, train_dataset, losses, optimizer, iters, batch_size,
         precision = 'fp32'
     if not paddle.get_device().startswith('gpu'):
         tune_host_allocator()  # SEG_MMAP_THRESHOLD, if set
+        idle_threads_sleep()
     init_distributed()
     seed = _shared_seed(seed)
     if paddle.distributed.get_rank() == 0:
