@@ -62,18 +62,20 @@ def setup(args):
         # what train.py / val.py / predict.py do: device and threads
         sys.path.insert(0, ROOT)
         from paddleseg.utils.cli import setup_device
+        from paddleseg.utils.env import tune_host_allocator
         setup_device(args.device, args.threads)
+        if args.device == 'cpu':
+            tune_host_allocator(args.mmap_threshold)  # 0: glibc's default
     else:
         os.chdir('/tmp')  # never import this repository's paddleseg/
         sys.path = [p for p in sys.path if os.path.abspath(p or '.') != ROOT]
         paddle.set_device(args.device)
         if args.device == 'cpu':
             paddle.base.core.set_num_threads(args.threads)
-    if args.mmap_threshold and args.device == 'cpu':
-        # as paddleseg.utils.env.tune_host_allocator (not imported on the
-        # PaddleSeg side): mallopt(M_MMAP_THRESHOLD, bytes)
-        import ctypes
-        ctypes.CDLL(None).mallopt(-3, args.mmap_threshold)
+            if args.mmap_threshold:
+                # tune_host_allocator's call, without importing this repository
+                import ctypes
+                ctypes.CDLL(None).mallopt(-3, args.mmap_threshold)  # M_MMAP_THRESHOLD
     return paddle
 
 

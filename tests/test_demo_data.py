@@ -1,26 +1,19 @@
 """The synthetic demo data generator (utils/make_demo_data.py), on tiny sizes."""
 
 import glob
-import importlib.util
 import json
 import os
+import sys
 
 import cv2
 import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, 'utils'))
+import convert_cityscapes_labels  # noqa: E402
+import make_demo_data as demo  # noqa: E402
 
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(
-        'test_' + name, os.path.join(ROOT, 'utils', name + '.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-demo = _load('make_demo_data')
 SIZE = dict(train=3, val=2, height=48, width=96)
 VALID_TRAIN_IDS = set(range(19)) | {255}
 
@@ -62,7 +55,7 @@ def test_other_seed_gives_other_images(made):
 
 def test_layout_sizes_and_label_values(made):
     root = made['a']
-    lut = demo._load_util('convert_cityscapes_labels').train_id_lut()
+    lut = convert_cityscapes_labels.train_id_lut()
     for split, cities in demo.SPLITS.items():
         images = sorted(glob.glob(os.path.join(
             root, 'leftImg8bit', split, '*', '*_leftImg8bit.png')))

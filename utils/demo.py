@@ -19,7 +19,6 @@ fails stops the demo with its exit status.
 
 import argparse
 import glob
-import importlib.util
 import json
 import os
 import shutil
@@ -27,9 +26,11 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+UTILS_DIR = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(UTILS_DIR)
+for _path in (ROOT, UTILS_DIR):  # the package, and the sibling tools when imported
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
 
 from paddleseg.errors import SegError  # noqa: E402
 
@@ -62,17 +63,8 @@ def config_iters(config):
     return int(load_config(config)['iters'])
 
 
-def _load_util(name):
-    """Import ``utils/<name>.py`` by path (``utils`` is not a package)."""
-    spec = importlib.util.spec_from_file_location(
-        'demo_' + name, os.path.join(ROOT, 'utils', name + '.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def make_data(args):
-    make_demo_data = _load_util('make_demo_data').make_demo_data
+    from make_demo_data import make_demo_data
     print('==> data: {} (seed {}, {} train + {} val, {}x{})'.format(
         args.data_root, args.seed, DATA['train'], DATA['val'],
         DATA['height'], DATA['width']), flush=True)

@@ -28,7 +28,6 @@ Example::
 """
 
 import argparse
-import importlib.util
 import json
 import os
 import shutil
@@ -40,8 +39,9 @@ from cityscapesscripts.helpers.labels import name2label
 
 UTILS_DIR = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(UTILS_DIR)
-if ROOT not in sys.path:  # run as `python utils/make_demo_data.py`
-    sys.path.insert(0, ROOT)
+for _path in (ROOT, UTILS_DIR):  # the package, and the sibling tools when imported
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
 
 from paddleseg.errors import SegError  # noqa: E402
 
@@ -54,15 +54,6 @@ TRAIN_ID = {name: name2label[name].trainId for name in CLASS_NAMES}
 SPLITS = {'train': ('bochum', 'dusseldorf'), 'val': ('frankfurt', )}
 META_FILE = 'demo_data.json'
 FORMAT_VERSION = 2  # bump when the rendering changes, to invalidate old data
-
-
-def _load_util(name):
-    """Import ``utils/<name>.py`` by path (``utils`` is not a package)."""
-    spec = importlib.util.spec_from_file_location(
-        'demo_' + name, os.path.join(UTILS_DIR, name + '.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # --------------------------------------------------------------------------
@@ -689,10 +680,10 @@ def make_demo_data(root, train=120, val=24, height=128, width=256, seed=0,
         shutil.rmtree(os.path.join(root, sub), ignore_errors=True)
     for split in SPLITS:
         write_split(root, split, params[split], height, width, seed)
-    converter = _load_util('convert_cityscapes_labels')
+    import convert_cityscapes_labels as converter
     converter.convert_cityscapes_labels(root, num_workers=1, force=True,
                                         progress=False)
-    lister = _load_util('create_dataset_list')
+    import create_dataset_list as lister
     written = lister.create_dataset_lists(root, 'cityscapes',
                                           splits=tuple(SPLITS))
     with open(meta, 'w') as f:

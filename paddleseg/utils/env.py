@@ -28,14 +28,20 @@ def usable_cpu_count():
     return os.cpu_count() or 1
 
 
-def _threads_from_env():
-    """Return the positive int in ``SEG_CPU_THREADS``, or None when it is unset."""
-    value = os.environ.get(THREADS_ENV, '').strip()
+def _int_from_env(name, minimum, what):
+    """The int ``>= minimum`` in environment variable ``name``, None if unset;
+    otherwise a ConfigError saying ``name must be <what>``."""
+    value = os.environ.get(name, '').strip()
     if not value:
         return None
-    if not value.isdigit() or int(value) < 1:
-        raise ConfigError(f'{THREADS_ENV} must be a positive integer, got {value!r}')
+    if not value.isdigit() or int(value) < minimum:
+        raise ConfigError(f'{name} must be {what}, got {value!r}')
     return int(value)
+
+
+def _threads_from_env():
+    """Return the positive int in ``SEG_CPU_THREADS``, or None when it is unset."""
+    return _int_from_env(THREADS_ENV, 1, 'a positive integer')
 
 
 def set_cpu_threads(n=None):
@@ -119,10 +125,7 @@ def tune_host_allocator(threshold=None):
         glibc).
     """
     if threshold is None:
-        value = os.environ.get(MMAP_ENV, '').strip()
-        if value and not value.isdigit():
-            raise ConfigError(f'{MMAP_ENV} must be a number of bytes (0: off), got {value!r}')
-        threshold = int(value) if value else 0
+        threshold = _int_from_env(MMAP_ENV, 0, 'a number of bytes (0: off)') or 0
     if threshold <= 0 or platform.libc_ver()[0] != 'glibc':
         return 0
     try:
