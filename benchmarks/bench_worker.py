@@ -37,9 +37,10 @@ def parse_args():
     p.add_argument('--threads', type=int, default=2)
     p.add_argument('--device', default='cpu')
     p.add_argument('--model_dir', default=None, help='export task: exported model')
-    p.add_argument('--mmap_threshold', type=int, default=0,
-                   help='train task: glibc mmap threshold in bytes for both sides '
-                        '(ours: SEG_MMAP_THRESHOLD, paddleseg.utils.env.tune_host_allocator)')
+    p.add_argument('--mmap_threshold', type=int, default=-1,
+                   help='glibc mmap threshold in bytes for both sides (0: glibc\'s own); '
+                        'default -1: each side as it runs (ours: what training sets, '
+                        'paddleseg.utils.env.tune_host_allocator; PaddleSeg: glibc\'s own)')
     p.add_argument('--out', required=True)
     return p.parse_args()
 
@@ -64,15 +65,17 @@ def setup(args):
         from paddleseg.utils.cli import setup_device
         from paddleseg.utils.env import tune_host_allocator
         setup_device(args.device, args.threads)
-        if args.device == 'cpu':
-            tune_host_allocator(args.mmap_threshold)  # 0: glibc's default
+        if args.device == 'cpu' and args.mmap_threshold >= 0:
+            tune_host_allocator(args.mmap_threshold)
+        elif args.device == 'cpu' and args.task == 'train':
+            tune_host_allocator()  # what paddleseg.core.train does
     else:
         os.chdir('/tmp')  # never import this repository's paddleseg/
         sys.path = [p for p in sys.path if os.path.abspath(p or '.') != ROOT]
         paddle.set_device(args.device)
         if args.device == 'cpu':
             paddle.base.core.set_num_threads(args.threads)
-            if args.mmap_threshold:
+            if args.mmap_threshold > 0:
                 # tune_host_allocator's call, without importing this repository
                 import ctypes
                 ctypes.CDLL(None).mallopt(-3, args.mmap_threshold)  # M_MMAP_THRESHOLD

@@ -1,12 +1,15 @@
 """Side-by-side benchmark against PyPI paddleseg 2.8.0.
 
-    python benchmarks/run.py [--quick] [--threads 2] [--device cpu|gpu] [--write]
+    python benchmarks/run.py [--quick] [--rounds N] [--only TEXT] [--threads 2]
+                             [--device cpu|gpu] [--write]
 
 Makes (or reuses) a throw-away venv with paddleseg 2.8.0
 (``benchmarks/ref_venv.sh``), then runs every measurement in a fresh process
 per side, alternating the sides, on identical weights and inputs
 (``bench_worker.py``), and prints a table of times, peak memory, ratios and
-the max abs difference of the logits. ``--write`` appends the table, with
+the max abs difference of the logits. ``--rounds N`` repeats each case N
+times (sides alternating) for the median and the range of the ratios, which
+a shared machine's drift makes worth having. ``--write`` appends the table, with
 the machine and date, to BENCHMARKS.md. Nothing here is a test: the targets
 are printed next to the measured ratios.
 """
@@ -24,6 +27,8 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+from paddleseg.utils.env import DEFAULT_MMAP_THRESHOLD  # noqa: E402
 WORKER = os.path.join(HERE, 'bench_worker.py')
 
 
@@ -34,8 +39,16 @@ def parse_args():
     p.add_argument('--device', default='cpu', choices=['cpu', 'gpu'])
     p.add_argument('--quick', action='store_true',
                    help='R18 at 256x512 and the data/metric tasks only, one repeat')
+    p.add_argument('--rounds', type=int, default=1,
+                   help='run each case this many times, alternating the sides, and '
+                        'report the median per side with the range of the ratios')
+    p.add_argument('--only', default='',
+                   help='run only the cases whose name contains this text, e.g. "R101"')
     p.add_argument('--write', action='store_true', help='append to BENCHMARKS.md')
-    return p.parse_args()
+    args = p.parse_args()
+    if args.rounds < 1:
+        p.error('--rounds must be at least 1')
+    return args
 
 
 # (name, task, options, targets: {'speedup': x, 'memory': ratio, 'base': ratio})
@@ -60,11 +73,13 @@ def plan(quick):
         ]
         cases.insert(-2, ('train R101 b1 256x512', 'train', dict(
             backbone='ResNet101_vd', height=256, width=512, batch=1), r101_train_goal))
-        # both sides with SEG_MMAP_THRESHOLD=1048576 (see paddleseg.utils.env.tune_host_allocator)
+        # like for like: both sides with the mmap threshold that our training
+        # sets by default (paddleseg.utils.env.tune_host_allocator)
         for depth, batch, goal in ((18, 2, r18_train_goal), (101, 1, r101_train_goal)):
-            cases.insert(-2, ('train R{} b{} 256x512, 1 MiB mmap threshold'.format(depth, batch), 'train',
-                              dict(backbone='ResNet{}_vd'.format(depth), height=256, width=512,
-                                   batch=batch, mmap_threshold=1 << 20), goal))
+            cases.insert(-2, ('train R{} b{} 256x512, both sides 4 MiB mmap threshold'.format(
+                depth, batch), 'train', dict(backbone='ResNet{}_vd'.format(depth), height=256,
+                                             width=512, batch=batch,
+                                             mmap_threshold=DEFAULT_MMAP_THRESHOLD), goal))
     return cases
 
 
@@ -100,28 +115,53 @@ def make_pipeline_data(folder):
 
 def measure(args, ref, tmp):
     rows = []
-    for name, task, opts, target in plan(args.quick):
+    cases = [c for c in plan(args.quick) if args.only in c[0]]
+    if not cases:
+        raise SystemExit('run.py: error: --only {!r} matches no case'.format(args.only))
+    for name, task, opts, target in cases:
         if task == 'pipeline':
             opts = dict(opts, model_dir=tmp)
-        res = {}
-        for side, python in (('ours', sys.executable), ('paddleseg', ref)):
-            res[side] = run_worker(python, side, task, opts, args,
-                                   os.path.join(tmp, '{}_{}.json'.format(side, len(rows))))
-        if task == 'eval':
-            res['base'] = run_worker(ref, 'paddleseg', 'backbone_neck', opts, args,
-                                     os.path.join(tmp, 'base_{}.json'.format(len(rows))))
-            diff = _logit_diff(tmp, len(rows))
-        else:
-            diff = None
-        rows.append((name, task, res, target, diff))
+        rounds = []
+        for r in range(args.rounds):
+            tag = '{}_{}'.format(len(rows), r)
+            res = {}
+            for side, python in (('ours', sys.executable), ('paddleseg', ref)):
+                res[side] = run_worker(python, side, task, opts, args,
+                                       os.path.join(tmp, '{}_{}.json'.format(side, tag)))
+            if task == 'eval':
+                res['base'] = run_worker(ref, 'paddleseg', 'backbone_neck', opts, args,
+                                         os.path.join(tmp, 'base_{}.json'.format(tag)))
+            rounds.append(res)
+        diff = _logit_diff(tmp, '{}_0'.format(len(rows))) if task == 'eval' else None
+        rows.append((name, task, combine(rounds), target, diff))
         print(format_row(rows[-1]), flush=True)
     return rows
 
 
-def _logit_diff(tmp, i):
+def combine(rounds):
+    """One result per side from several rounds: the median time and peak
+    memory over the rounds (the rest from the first), plus ``speedups``, the
+    per-round ratios PaddleSeg / ours."""
+    out = {}
+    for side in rounds[0]:
+        runs = [r[side] for r in rounds]
+        failed = [run for run in runs if 'error' in run]
+        if failed:
+            out[side] = failed[0]
+            continue
+        out[side] = dict(runs[0])
+        for key in ('seconds', 'peak_mb'):
+            if all(key in run for run in runs):
+                out[side][key] = float(np.median([run[key] for run in runs]))
+    out['speedups'] = [r['paddleseg']['seconds'] / r['ours']['seconds'] for r in rounds
+                       if 'seconds' in r['paddleseg'] and 'seconds' in r['ours']]
+    return out
+
+
+def _logit_diff(tmp, tag):
     try:
-        a = np.load(os.path.join(tmp, 'ours_{}.json.npy'.format(i)))
-        b = np.load(os.path.join(tmp, 'paddleseg_{}.json.npy'.format(i)))
+        a = np.load(os.path.join(tmp, 'ours_{}.json.npy'.format(tag)))
+        b = np.load(os.path.join(tmp, 'paddleseg_{}.json.npy'.format(tag)))
     except OSError:
         return None
     return float(np.abs(a - b).max())
@@ -168,8 +208,11 @@ def format_row(row):
             ours['seconds'] / res['base']['seconds'],
             ref['seconds'] / res['base']['seconds'])
     goal = '; '.join(_goals(target or {}, speed, ours, ref, res.get('base')))
-    return '| {} | {:.4f} | {:.4f} | {:.2f}x | {} | {} | {} | {} |'.format(
-        name, ours['seconds'], ref['seconds'], speed, mem, base,
+    spread = res.get('speedups', [])
+    speed_cell = '{:.2f}x'.format(speed) + (' ({:.2f}-{:.2f} in {} rounds)'.format(
+        min(spread), max(spread), len(spread)) if len(spread) > 1 else '')
+    return '| {} | {:.4f} | {:.4f} | {} | {} | {} | {} | {} |'.format(
+        name, ours['seconds'], ref['seconds'], speed_cell, mem, base,
         '' if diff is None else '{:.1e}'.format(diff), goal)
 
 

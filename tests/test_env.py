@@ -104,8 +104,13 @@ def test_host_allocator_returns_freed_blocks_to_the_system():
     # glibc's default: the 8 MB block came from the heap and stays resident
     threshold, kept = _freed_but_resident('0')
     assert threshold == 0 and kept >= 7 << 20
-    assert _freed_but_resident('env')[0] == 0  # off unless asked for
-    # a 1 MiB threshold: its own mapping, unmapped when freed
+    # SEG_MMAP_THRESHOLD=0: glibc's own behaviour, as if never called
+    threshold, kept = _freed_but_resident('env', {env.MMAP_ENV: '0'})
+    assert threshold == 0 and kept >= 7 << 20
+    # by default (variable unset) 4 MiB: the 8 MB block had its own mapping
+    threshold, kept = _freed_but_resident('env')
+    assert threshold == env.DEFAULT_MMAP_THRESHOLD == 4 << 20 and kept < 1 << 20
+    # a 1 MiB threshold from the environment
     threshold, kept = _freed_but_resident('env', {env.MMAP_ENV: str(1 << 20)})
     assert threshold == 1 << 20 and kept < 1 << 20
 

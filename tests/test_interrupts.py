@@ -155,6 +155,48 @@ def test_signal_to_the_whole_process_group_with_loader_workers(tiny, sig):
         os.killpg(proc.pid, 0)  # the workers are gone too
 
 
+def _failing_thread(name):
+    import threading
+
+    def fail():
+        raise RuntimeError('File descriptor /paddle_1_0_1 open failed\nsecond line')
+    thread = threading.Thread(target=fail, name=name)
+    thread.start()
+    return thread
+
+
+def test_loader_thread_failing_just_before_the_stop_signal_is_one_line(capsys):
+    """The group's SIGTERM ends the workers, a reader thread fails, and only
+    then does the main thread run its handler: one line, no traceback."""
+    import threading
+    from paddleseg.core.train import _StopSignals
+    before = threading.excepthook
+    with _StopSignals() as guard:
+        thread = _failing_thread('reader')
+        time.sleep(0.3)  # the thread is waiting in the grace period
+        os.kill(os.getpid(), signal.SIGTERM)
+        thread.join(10)
+        assert guard.signum == signal.SIGTERM
+    out, err = capsys.readouterr()
+    assert 'Traceback' not in err and 'Traceback' not in out
+    assert re.search(r'after SIGTERM: thread reader stopped: RuntimeError: File '
+                     r'descriptor /paddle_1_0_1 open failed\n', out), out
+    assert threading.excepthook is before
+
+
+def test_thread_failing_without_a_stop_signal_gets_the_usual_report(capsys, monkeypatch):
+    import threading
+    from paddleseg.core.train import _StopSignals
+    seen = []
+    monkeypatch.setattr(threading, 'excepthook', seen.append)
+    monkeypatch.setattr(_StopSignals, 'GRACE', 0.2)
+    with _StopSignals() as guard:
+        _failing_thread('worker-x').join(10)
+        assert guard.signum is None
+    assert [(a.thread.name, a.exc_type) for a in seen] == [('worker-x', RuntimeError)]
+    assert 'stopped' not in capsys.readouterr().out
+
+
 class _NaNLoss(paddle.nn.Layer):
     """Cross entropy that is NaN at the calls listed in ``nan_calls``."""
     nan_calls = set()

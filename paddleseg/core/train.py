@@ -104,13 +104,22 @@ class _StopSignals:
     quietly, as in the training loader's workers
     (:func:`paddleseg.core.sampler.worker_init`). After the first signal,
     paddle's SIGCHLD handler is off until training returns.
+
+    A signal sent to the whole process group also ends the workers, and a
+    DataLoader's reader thread may then fail (a batch whose shared memory is
+    gone). Such a thread failure within :attr:`GRACE` seconds of a stop
+    signal (before or after it: the thread can fail before the main thread
+    runs the handler) is logged in one line instead of a traceback; any
+    other keeps the usual report, :attr:`GRACE` seconds late at most.
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    GRACE = 5.0
 
     def __init__(self):
         self.signum = None
         self._previous = {}
+        self._previous_hook = None
         self._pid = os.getpid()
 
     def __enter__(self):
@@ -119,12 +128,29 @@ class _StopSignals:
             for signum in self.SIGNALS:
                 if signal.getsignal(signum) is not signal.SIG_IGN:
                     self._previous[signum] = signal.signal(signum, self._handle)
+        self._previous_hook, threading.excepthook = threading.excepthook, self._thread_failed
         return self
 
     def __exit__(self, *exc):
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous = {}
+        if self._previous_hook is not None:
+            threading.excepthook, self._previous_hook = self._previous_hook, None
+
+    def _thread_failed(self, args):
+        """``threading.excepthook`` while training runs (see the class doc)."""
+        deadline = time.monotonic() + self.GRACE
+        while self.signum is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if self.signum is None or os.getpid() != self._pid:
+            (self._previous_hook or threading.__excepthook__)(args)
+            return
+        logger.warning('after {}: thread {} stopped: {}: {}'.format(
+            signal.Signals(self.signum).name,
+            args.thread.name if args.thread is not None else '?',
+            args.exc_type.__name__, str(args.exc_value).strip().splitlines()[0]
+            if str(args.exc_value).strip() else ''))
 
     def _handle(self, signum, frame):
         if os.getpid() != self._pid:  # a forked DataLoader worker
@@ -723,7 +749,7 @@ def train(model, train_dataset, losses, optimizer, iters, batch_size,
             paddle.get_device()))
         precision = 'fp32'
     if not paddle.get_device().startswith('gpu'):
-        tune_host_allocator()  # SEG_MMAP_THRESHOLD, if set
+        tune_host_allocator()  # SEG_MMAP_THRESHOLD, else 4 MiB
         idle_threads_sleep()
     init_distributed()
     seed = _shared_seed(seed)

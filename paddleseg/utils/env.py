@@ -101,6 +101,10 @@ def idle_threads_sleep():
     return True
 
 
+DEFAULT_MMAP_THRESHOLD = 4 << 20
+"""Bytes; the mmap threshold that :func:`tune_host_allocator` sets by default."""
+
+
 def tune_host_allocator(threshold=None):
     """Serve large host allocations with mmap so freed tensors leave the process.
 
@@ -110,22 +114,33 @@ def tune_host_allocator(threshold=None):
     fixed threshold (``mallopt(M_MMAP_THRESHOLD)``, which also turns the
     raising off) gives every allocation of at least ``threshold`` bytes its
     own mapping, returned to the system when freed. Measured on the
-    ResNet18_vd training step of ``benchmarks/`` (batch 2, 256x512) with
-    1 MiB: peak memory -33%, time +0-5%; on the demo's small images (batch 4,
-    96x192) it costs 10-20% of the step (fresh mappings are page-faulted on
-    every use), so it is off unless asked for. :func:`paddleseg.core.train`
-    calls this on CPU.
+    training steps of ``benchmarks/`` (256x512) against glibc's default:
+
+    ========================  =====================  =====================
+    threshold                 ResNet18_vd, batch 2   ResNet101_vd, batch 1
+    ========================  =====================  =====================
+    1 MiB                     peak -35%, time +0-5%  peak -36%, time +13%
+    4 MiB (the default)       peak -33%, time +0%    peak -26%, time +4%
+    ========================  =====================  =====================
+
+    On the demo's small images (batch 4, 96x192) 1 MiB costs 10-20% of the
+    step (fresh mappings are page-faulted at every use) and 4 MiB nothing
+    measurable (peak -12%), hence the default. :func:`paddleseg.core.train`
+    calls this on CPU; GPU memory is paddle's own allocator's and unaffected.
 
     Args:
         threshold (int, optional): Bytes, 0 for glibc's own behaviour.
-            Default: the ``SEG_MMAP_THRESHOLD`` environment variable, else 0.
+            Default: the ``SEG_MMAP_THRESHOLD`` environment variable if set
+            (0: glibc's own), else :data:`DEFAULT_MMAP_THRESHOLD`.
 
     Returns:
         int: The threshold set, 0 when nothing was changed (0 asked, or not
         glibc).
     """
     if threshold is None:
-        threshold = _int_from_env(MMAP_ENV, 0, 'a number of bytes (0: off)') or 0
+        threshold = _int_from_env(MMAP_ENV, 0, 'a number of bytes (0: glibc\'s own)')
+        if threshold is None:
+            threshold = DEFAULT_MMAP_THRESHOLD
     if threshold <= 0 or platform.libc_ver()[0] != 'glibc':
         return 0
     try:
