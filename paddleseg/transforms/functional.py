@@ -14,6 +14,11 @@ from PIL import Image
 
 from paddleseg.errors import DatasetError
 
+try:  # libspng decodes 8-bit PNGs about 1.5x faster than OpenCV's libpng
+    import pyspng
+except ImportError:  # pragma: no cover - it is in requirements.txt
+    pyspng = None
+
 # ITU-R 601 luma weights of R, G, B (the ones PIL's and OpenCV's RGB->L use).
 _LUMA = (0.299, 0.587, 0.114)
 # cv2 rounds blends to nearest; PIL truncates. Subtracting just under 0.5
@@ -46,6 +51,37 @@ def is_truncated_jpeg(path):
     return scan < 0 or data.find(_JPEG_END, scan) < 0
 
 
+_PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+_PNG_END = b'\x00\x00\x00\x00IEND\xaeB`\x82'  # the IEND chunk, with its CRC
+_PNG_GRAY, _PNG_RGB = 0, 2  # IHDR colour types
+_SPNG_FORMAT = {_PNG_GRAY: 'L', _PNG_RGB: 'RGB'}
+
+
+def _read_png_8bit(path, colour_types):
+    """Decode ``path`` with libspng when it is an 8-bit PNG of one of
+    ``colour_types`` (gray: ``HxW``, RGB: ``HxWx3`` in RGB order); None in
+    every other case (not a PNG, another depth or colour type, no pyspng,
+    unreadable or corrupt), which leaves the file to OpenCV, whose result
+    (or error) is the reference: for these PNGs both give the same pixels."""
+    if pyspng is None:
+        return None
+    try:
+        with open(path, 'rb') as f:
+            data = f.read()
+    except OSError:
+        return None
+    if (len(data) < 45 or not data.startswith(_PNG_SIGNATURE) or data[12:16] != b'IHDR'
+            or not data.endswith(_PNG_END)):  # cut short: libspng may not notice
+        return None
+    depth, colour = data[24], data[25]
+    if depth != 8 or colour not in colour_types:
+        return None
+    try:
+        return pyspng.load(data, format=_SPNG_FORMAT[colour])
+    except Exception:  # corrupt or truncated: OpenCV reports it
+        return None
+
+
 def _check_complete(path, kind):
     if is_truncated_jpeg(path):
         raise DatasetError('{} {} is a truncated JPEG (it ends before its '
@@ -65,9 +101,12 @@ def read_image(path, img_channels=3, to_rgb=True):
     Raises:
         DatasetError: The file is missing, corrupt or not an image.
     """
-    flag = cv2.IMREAD_GRAYSCALE if img_channels == 1 else cv2.IMREAD_COLOR
+    gray = img_channels == 1
+    img = _read_png_8bit(path, (_PNG_GRAY,) if gray else (_PNG_RGB,))
+    if img is not None:  # grayscale or RGB already
+        return img if gray or to_rgb else cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
     _check_complete(path, 'image')
-    img = cv2.imread(path, flag)
+    img = cv2.imread(path, cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR)
     if img is None:
         raise DatasetError('cannot read image {} (missing, corrupt or not an '
                            'image)'.format(path))
@@ -85,6 +124,9 @@ def read_label(path):
         DatasetError: The file is unreadable or holds more than one channel
             of colour.
     """
+    label = _read_png_8bit(path, (_PNG_GRAY,))
+    if label is not None:
+        return label
     _check_complete(path, 'label')
     label = cv2.imread(path, cv2.IMREAD_UNCHANGED)
     if label is None:
