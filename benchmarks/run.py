@@ -1,7 +1,7 @@
 """Side-by-side benchmark against PyPI paddleseg 2.8.0.
 
-    python benchmarks/run.py [--quick] [--rounds N] [--only TEXT] [--threads 2]
-                             [--device cpu|gpu] [--write]
+    python benchmarks/run.py [--quick] [--rounds N] [--only TEXT] [--mkl same|as_run]
+                             [--threads 2] [--device cpu|gpu] [--write]
 
 Makes (or reuses) a throw-away venv with paddleseg 2.8.0
 (``benchmarks/ref_venv.sh``), then runs every measurement in a fresh process
@@ -27,7 +27,11 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+# as the user started us: importing paddleseg sets MKL_DEBUG_CPU_TYPE
+# (paddleseg.mkl_dispatch), which the PaddleSeg side gets only with --mkl same
+ENV_BEFORE = dict(os.environ)
 sys.path.insert(0, ROOT)
+from paddleseg import mkl_dispatch  # noqa: E402
 from paddleseg.utils.env import DEFAULT_MMAP_THRESHOLD  # noqa: E402
 WORKER = os.path.join(HERE, 'bench_worker.py')
 
@@ -43,7 +47,12 @@ def parse_args():
                    help='run each case this many times, alternating the sides, and '
                         'report the median per side with the range of the ratios')
     p.add_argument('--only', default='',
-                   help='run only the cases whose name contains this text, e.g. "R101"')
+                   help='run only the cases whose name contains this text (or one of '
+                        'several, comma-separated), e.g. "R101"')
+    p.add_argument('--mkl', choices=['same', 'as_run'], default='same',
+                   help="MKL's code path (paddleseg.mkl_dispatch): 'same' gives the "
+                        "PaddleSeg side the one ours picks on this CPU, 'as_run' leaves "
+                        "it MKL's own choice there, as PaddleSeg runs for its users")
     p.add_argument('--write', action='store_true', help='append to BENCHMARKS.md')
     args = p.parse_args()
     if args.rounds < 1:
@@ -89,6 +98,23 @@ def ref_python(venv):
     return out.stdout.strip().splitlines()[-1]
 
 
+def side_env(side, mode):
+    """The environment of a worker: ours as started (its import picks MKL's
+    path); PaddleSeg's likewise, plus with ``mode == 'same'`` the path ours
+    picks on this CPU."""
+    env = dict(ENV_BEFORE)
+    if side == 'paddleseg' and mode == 'same':
+        mkl_dispatch.set_mkl_code_path(env)
+    return env
+
+
+def mkl_path(mode):
+    """'MKL_DEBUG_CPU_TYPE ours=7, PaddleSeg=7' for the report."""
+    return 'MKL_DEBUG_CPU_TYPE ours={}, PaddleSeg={}'.format(*(
+        mkl_dispatch.set_mkl_code_path(side_env(side, mode)) if side == 'ours'
+        else side_env(side, mode).get(mkl_dispatch.VARIABLE) for side in ('ours', 'paddleseg')))
+
+
 def run_worker(python, side, task, opts, args, out):
     cmd = [python, WORKER, '--side', side, '--task', task, '--out', out,
            '--threads', str(args.threads), '--device', args.device]
@@ -96,7 +122,8 @@ def run_worker(python, side, task, opts, args, out):
         cmd += ['--' + key, str(value)]
     if args.quick and 'repeat' not in opts:
         cmd += ['--repeat', '1']
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd='/tmp')
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd='/tmp',
+                          env=side_env(side, args.mkl))
     if proc.returncode:
         return {'error': (proc.stderr or proc.stdout).strip().splitlines()[-1]}
     with open(out) as f:
@@ -115,7 +142,8 @@ def make_pipeline_data(folder):
 
 def measure(args, ref, tmp):
     rows = []
-    cases = [c for c in plan(args.quick) if args.only in c[0]]
+    wanted = args.only.split(',')
+    cases = [c for c in plan(args.quick) if any(w in c[0] for w in wanted)]
     if not cases:
         raise SystemExit('run.py: error: --only {!r} matches no case'.format(args.only))
     for name, task, opts, target in cases:
@@ -249,14 +277,15 @@ def main():
     ref = ref_python(args.ref_venv)
     with tempfile.TemporaryDirectory() as tmp:
         make_pipeline_data(tmp)
+        print(mkl_path(args.mkl))
         print(HEADER)
         rows = measure(args, ref, tmp)
     table = '\n'.join([HEADER] + [format_row(r) for r in rows])
     if args.write:
         with open(os.path.join(ROOT, 'BENCHMARKS.md'), 'a') as f:
-            f.write('\n## {} — {}, {} threads, {}\n\n{}\n'.format(
+            f.write('\n## {} — {}, {} threads, {}, {}\n\n{}\n'.format(
                 datetime.date.today().isoformat(), machine(), args.threads,
-                args.device, table))
+                args.device, mkl_path(args.mkl), table))
         print('appended to BENCHMARKS.md')
 
 

@@ -12,4 +12,9 @@ warnings.filterwarnings('ignore', message='No ccache found')
 
 __version__ = '0.1.0'
 
+# before any paddle kernel runs: MKL's fast code path on AMD CPUs
+from paddleseg.mkl_dispatch import set_mkl_code_path  # noqa: E402
+
+set_mkl_code_path()
+
 from paddleseg import datasets, models, transforms  # noqa: E402,F401  (registration)

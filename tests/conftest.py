@@ -10,6 +10,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+import paddleseg  # noqa: E402,F401  (MKL's code path is chosen before any kernel runs)
+
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
     """Serves a folder, counts requests and has two misbehaving paths."""

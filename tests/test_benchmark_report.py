@@ -55,3 +55,18 @@ def test_row_shows_ratios_range_and_verdicts():
     single = bench.format_row(('t', 'train', bench.combine([_round(4.0, 4.4)]),
                                {'speedup': 1.2}, None))
     assert '| 1.10x |' in single and 'speed >= 1.2x NOT met' in single
+
+
+def test_mkl_path_of_each_side(monkeypatch):
+    """'same' gives PaddleSeg the MKL path our import picks on this CPU;
+    'as_run' leaves it MKL's own choice there, and ours always picks itself."""
+    from paddleseg import mkl_dispatch as md
+    monkeypatch.setattr(bench, 'ENV_BEFORE', {'PATH': '/bin'})
+    picked = md.mkl_cpu_type(*md.read_cpuinfo())
+    assert bench.side_env('ours', 'same') == {'PATH': '/bin'}
+    assert bench.side_env('paddleseg', 'as_run') == {'PATH': '/bin'}
+    same = bench.side_env('paddleseg', 'same')
+    assert same.get(md.VARIABLE) == picked and same['PATH'] == '/bin'
+    assert bench.mkl_path('as_run') == 'MKL_DEBUG_CPU_TYPE ours={}, PaddleSeg=None'.format(picked)
+    monkeypatch.setattr(bench, 'ENV_BEFORE', {md.VARIABLE: ''})  # the user's opt-out
+    assert bench.mkl_path('same') == 'MKL_DEBUG_CPU_TYPE ours=, PaddleSeg='

@@ -29,6 +29,29 @@ def test_point_sample_bilinear(align_corners, points, expected):
     np.testing.assert_allclose(out.numpy()[0, 0], expected, atol=1e-6)
 
 
+@pytest.mark.parametrize('align_corners', [False, True])
+def test_gathered_bilinear_equals_grid_sample_with_gradients(align_corners):
+    """The gather-and-blend sampler against F.grid_sample: batch of 2, odd
+    sizes, points inside, on the border and outside the map (zero padding);
+    values and the gradients of both inputs."""
+    rng = np.random.default_rng(7)
+    maps = rng.standard_normal((2, 5, 7, 9)).astype('float32')
+    points = rng.uniform(-0.1, 1.1, (2, 300, 2)).astype('float32')
+    points[0, :4] = [[0, 0], [1, 1], [0.5, 1.0], [1.0, 0.0]]
+    results = []
+    for sample in (pf.point_sample, pf.grid_sample_points):
+        x = paddle.to_tensor(maps, stop_gradient=False)
+        p = paddle.to_tensor(points, stop_gradient=False)
+        out = sample(x, p, align_corners=align_corners)
+        (out * paddle.to_tensor(np.arange(5, dtype='float32').reshape(1, 5, 1))).sum().backward()
+        results.append((out.numpy(), x.grad.numpy(), p.grad.numpy()))
+    (a, ga, pa), (b, gb, pb) = results
+    assert a.shape == (2, 5, 300)
+    np.testing.assert_allclose(a, b, atol=2e-6)
+    np.testing.assert_allclose(ga, gb, atol=2e-5)
+    np.testing.assert_allclose(pa, pb, rtol=1e-4, atol=2e-4)
+
+
 def test_point_sample_nearest_and_grid_shape():
     out = pf.point_sample(MAP, _t([[[0.3, 0.8], [0.9, 0.1]]]), mode='nearest')
     np.testing.assert_array_equal(out.numpy()[0, 0], [2., 1.])
