@@ -67,14 +67,16 @@ def _read_png_8bit(path, colour_types):
         return None
     try:
         with open(path, 'rb') as f:
-            data = f.read()
+            header = f.read(26)  # signature, IHDR up to depth and colour type
+            if (len(header) < 26 or not header.startswith(_PNG_SIGNATURE)
+                    or header[12:16] != b'IHDR' or header[24] != 8
+                    or header[25] not in colour_types):
+                return None  # a JPEG, say: read by OpenCV alone, once
+            data = header + f.read()
     except OSError:
         return None
-    if (len(data) < 45 or not data.startswith(_PNG_SIGNATURE) or data[12:16] != b'IHDR'
-            or not data.endswith(_PNG_END)):  # cut short: libspng may not notice
-        return None
-    depth, colour = data[24], data[25]
-    if depth != 8 or colour not in colour_types:
+    colour = header[25]
+    if len(data) < 45 or not data.endswith(_PNG_END):  # cut short: libspng may not notice
         return None
     try:
         return pyspng.load(data, format=_SPNG_FORMAT[colour])
