@@ -110,9 +110,9 @@ def side_env(side, mode):
 
 def mkl_path(mode):
     """'MKL_DEBUG_CPU_TYPE ours=7, PaddleSeg=7' for the report."""
-    return 'MKL_DEBUG_CPU_TYPE ours={}, PaddleSeg={}'.format(*(
-        mkl_dispatch.set_mkl_code_path(side_env(side, mode)) if side == 'ours'
-        else side_env(side, mode).get(mkl_dispatch.VARIABLE) for side in ('ours', 'paddleseg')))
+    ours = mkl_dispatch.set_mkl_code_path(side_env('ours', mode))  # what its import sets
+    theirs = side_env('paddleseg', mode).get(mkl_dispatch.VARIABLE)
+    return '{} ours={}, PaddleSeg={}'.format(mkl_dispatch.VARIABLE, ours, theirs)
 
 
 def run_worker(python, side, task, opts, args, out):
