@@ -10,7 +10,48 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-import paddleseg  # noqa: E402,F401  (MKL's code path is chosen before any kernel runs)
+import paddle  # noqa: E402
+import paddleseg  # noqa: E402,F401
+from paddleseg.utils.env import tune_process  # noqa: E402
+
+# the test session owns its process, as the entry scripts do: the suite and
+# the processes it starts run on the MKL code path the entry scripts choose
+tune_process(training=False)
+
+# Every test runs on CPU, with a CPU or a GPU build of paddle, and so do the
+# processes the tests start (no visible CUDA device), except the tests
+# marked `gpu` (tests/gpu): they get paddle's own default device and the
+# CUDA_VISIBLE_DEVICES the session started with.
+_SESSION_CUDA_DEVICES = os.environ.get('CUDA_VISIBLE_DEVICES')
+if paddle.is_compiled_with_cuda():
+    # the CUDA runtime reads CUDA_VISIBLE_DEVICES once: let it read the
+    # session's before a CPU test hides the devices from its subprocesses
+    paddle.device.cuda.device_count()
+_DEFAULT_DEVICE = paddle.get_device()
+paddle.set_device('cpu')
+
+
+def _set_cuda_devices(value):
+    if value is None:
+        os.environ.pop('CUDA_VISIBLE_DEVICES', None)
+    else:
+        os.environ['CUDA_VISIBLE_DEVICES'] = value
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """Pin the device before any fixture of the test is set up (module- and
+    session-scoped ones included, which an autouse fixture would come after)."""
+    if item.get_closest_marker('gpu') is None:
+        paddle.set_device('cpu')
+        _set_cuda_devices('')
+    else:
+        paddle.set_device(_DEFAULT_DEVICE)
+        _set_cuda_devices(_SESSION_CUDA_DEVICES)
+
+
+def pytest_unconfigure(config):
+    _set_cuda_devices(_SESSION_CUDA_DEVICES)
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):

@@ -3,10 +3,13 @@
 
 Images are 32x64 (see tiny_data.py), crops 32x32, batch 1 and a narrow
 ResNet18_vd PointRendFPN, so a training iteration takes a fraction of a
-second on one CPU thread.
+second on one CPU thread. The runs are on CPU (:data:`ENV`); their stderr
+is read with :func:`own_lines` / :func:`one_error_line`, which leave out what
+paddle itself prints there (glog lines, its OMP_NUM_THREADS warning).
 """
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,8 +24,15 @@ NARROW_MODEL = {'fpn_outplanes': 64, 'PFN_in_channels': [64, 64, 64, 64],
                 'point_out_channels': 64, 'point_num_points': 16,
                 'point_subdivision_num_points': 256}
 
-# one CPU thread per process: the tests share the machine's cores
-ENV = dict(os.environ, SEG_CPU_THREADS='1', PYTHONUNBUFFERED='1')
+# one CPU thread per process: the tests share the machine's cores; on CPU
+# also with a GPU build of paddle (no visible CUDA device). The GPU suite
+# (tests/gpu) must not use this environment for its own runs.
+ENV = dict(os.environ, SEG_CPU_THREADS='1', PYTHONUNBUFFERED='1', CUDA_VISIBLE_DEVICES='')
+
+# for `python -m paddle.distributed.launch` on CPU: the launcher reads a set
+# CUDA_VISIBLE_DEVICES (ENV's '') as a list of GPUs, one with an empty name,
+# too few for 2 processes; unset, it finds no GPU on a CPU build
+LAUNCH_ENV = {k: v for k, v in ENV.items() if k != 'CUDA_VISIBLE_DEVICES'}
 
 
 def make_data(root, n_train=4, n_val=1):
@@ -48,10 +58,18 @@ def script(name):
     return os.path.join(ROOT, name)
 
 
-def run_cli(name, *args, timeout=180):
-    """Run ``python <name> args...`` to the end; return the CompletedProcess."""
+def run_cli(name, *args, timeout=180, env=None):
+    """Run ``python <name> args...`` to the end; return the CompletedProcess.
+    ``env``: variables to set on top of :data:`ENV` (a value of ``None``
+    removes that variable)."""
+    environ = dict(ENV)
+    for key, value in (env or {}).items():
+        if value is None:
+            environ.pop(key, None)
+        else:
+            environ[key] = value
     return subprocess.run([sys.executable, script(name)] + [str(a) for a in args],
-                          cwd=ROOT, env=ENV, capture_output=True, text=True,
+                          cwd=ROOT, env=environ, capture_output=True, text=True,
                           timeout=timeout)
 
 
@@ -89,15 +107,38 @@ def kill_and_wait(proc, sig=signal.SIGKILL, timeout=60):
     return proc.returncode, err
 
 
+# What paddle itself writes on stderr, whatever the script does:
+# glog lines of its C++ core, ``<I|W|E|F>[yyyy]<mmdd> <hh:mm:ss.micro> <thread>
+# <file>:<line>] ...`` (e.g. device and allocator notes of GPU builds) ...
+_GLOG_LINE = re.compile(r'[IWEF](?:\d{4})?\d{4} \d\d:\d\d:\d\d\.\d{6}\s+\d+ [^\s:\]]+:\d+\] ')
+# ... and the two lines `import paddle` prints when OMP_NUM_THREADS > 1
+_PADDLE_OMP_WARNING = re.compile(
+    r'WARNING: OMP_NUM_THREADS set to \d+, not 1\. The computation speed will not be '
+    r'optimized if you use data parallel\. .*$|PLEASE USE OMP_NUM_THREADS WISELY\.$')
+
+
+def own_lines(text):
+    """The non-blank lines of ``text`` (a process's stderr; ``\\r`` also ends
+    a line) that are not paddle's own noise, as a list of strings.
+
+    Dropped: glog-prefixed lines (``I1202 11:31:17.123456 4242 file.cc:42]
+    ...``, from paddle's C++ core) and the two-line warning that importing
+    paddle prints when ``OMP_NUM_THREADS`` is above 1. Everything else,
+    including tracebacks, Python warnings and progress bars, is kept."""
+    return [line for line in text.splitlines()
+            if line.strip() and not _GLOG_LINE.match(line)
+            and not _PADDLE_OMP_WARNING.match(line)]
+
+
 def _is_progress_bar(line):
     return '%|' in line  # tqdm's, e.g. of a download
 
 
 def one_error_line(err, prog):
     """The stderr of a failed run is exactly one line ``<prog>: error: ...``
-    (besides progress bars); return it."""
-    lines = [line for line in err.replace('\r', '\n').splitlines()
-             if line.strip() and not _is_progress_bar(line)]
+    (besides progress bars and paddle's own noise, see :func:`own_lines`);
+    return it."""
+    lines = [line for line in own_lines(err) if not _is_progress_bar(line)]
     assert 'Traceback' not in err, err
     assert len(lines) == 1, err
     assert lines[0].startswith(prog + ': error: '), err

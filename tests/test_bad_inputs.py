@@ -11,7 +11,10 @@ import glob
 import io
 import os
 import shutil
+import subprocess
+import sys
 import tarfile
+import textwrap
 
 import cv2
 import numpy as np
@@ -21,7 +24,8 @@ import pytest
 import predict as predict_cli
 import train as train_cli
 import val as val_cli
-from robust_helpers import make_data, one_error_line, run_cli, train_args, write_config
+from robust_helpers import (ENV, ROOT, make_data, one_error_line, own_lines, run_cli,
+                            train_args, write_config)
 
 CLIS = {'train.py': train_cli, 'val.py': val_cli, 'predict.py': predict_cli}
 
@@ -365,7 +369,7 @@ def test_debug_shows_the_traceback(name, env, capsys, server, monkeypatch):
     env['server'] = server
     prog, err, expected = _run(name, env, capsys, debug=True)
     assert 'Traceback (most recent call last)' in err
-    last = [line for line in err.splitlines() if line.strip()][-1]
+    last = own_lines(err)[-1]
     assert last.startswith(prog + ': error: ') and expected[0] in last
 
 
@@ -386,14 +390,103 @@ def test_errors_in_dataloader_workers_are_one_line_too(name, env):
     assert 'in _read_label' in proc.stderr or 'in read_image' in proc.stderr
 
 
-def test_a_subprocess_run_prints_nothing_else(env):
-    """Through a real interpreter (imports, warnings filters): one line."""
-    proc = run_cli('train.py', *CASES['yaml_syntax'][1](env)[0])
-    assert proc.returncode == 2
-    assert 'line 4: invalid YAML' in one_error_line(proc.stderr, 'train.py')
-    proc = run_cli('train.py')
+@pytest.mark.parametrize('omp_threads', [None, '3'])
+def test_a_subprocess_run_prints_nothing_else(env, omp_threads):
+    """Through a real interpreter (imports, warnings filters): one line, with
+    OMP_NUM_THREADS unset or set (paddle then warns; that is not ours)."""
+    omp = {'OMP_NUM_THREADS': omp_threads}
+    first = run_cli('train.py', *CASES['yaml_syntax'][1](env)[0], env=omp)
+    assert first.returncode == 2
+    assert 'line 4: invalid YAML' in one_error_line(first.stderr, 'train.py')
+    proc = run_cli('train.py', env=omp)
     assert proc.returncode == 2
     one_error_line(proc.stderr, 'train.py')
+    if omp_threads:  # paddle 3.3.1 warns: the one line was found among others
+        assert 'OMP_NUM_THREADS set to 3' in first.stderr, first.stderr
+
+
+PADDLE_NOISE = (
+    'WARNING: OMP_NUM_THREADS set to 2, not 1. The computation speed will not be optimized '
+    'if you use data parallel. It will fail if this PaddlePaddle binary is compiled with '
+    'OpenBlas since OpenBlas does not support multi-threads.\n'
+    'PLEASE USE OMP_NUM_THREADS WISELY.\n'
+    'I1202 11:31:17.123456  4242 init.cc:233] ENV [CUSTOM_DEVICE_ROOT]=\n'
+    'W1202 11:31:18.000001 4242 gpu_resources.cc:119] Please NOTE: device: 0, '
+    'GPU Compute Capability: 8.0, Driver API Version: 12.4, Runtime API Version: 11.8\n'
+    'E20261202 11:31:18.500000 77 dynamic_loader.cc:301] The third-party dynamic library '
+    '(libcudnn.so) that Paddle depends on is not configured correctly.\n')
+
+
+def test_own_lines_drops_paddles_noise_and_nothing_else():
+    ours = ['train.py: error: no.yml: config file not found']
+    assert own_lines(PADDLE_NOISE + ours[0] + '\n') == ours
+    assert own_lines(ours[0] + '\n\n' + PADDLE_NOISE) == ours
+    assert one_error_line(PADDLE_NOISE + ours[0] + '\n', 'train.py') == ours[0]
+    kept = ['Traceback (most recent call last):',
+            '  File "train.py", line 1, in <module>',
+            'UserWarning: OMP_NUM_THREADS set to 2',
+            'WARNING: OMP_NUM_THREADS set to 2, by the cluster',
+            'PLEASE USE OMP_NUM_THREADS WISELY. Or not.',
+            'I1202 is a line of ours',
+            'W1202 11:31:18 4242 gpu.cc:1] (not glog: no microseconds)',
+            '  I1202 11:31:17.123456  4242 init.cc:233] (indented)',
+            ' 50%|#####     | 1/2 [00:01<00:01]']
+    assert own_lines('\n'.join(kept) + '\n' + PADDLE_NOISE) == kept
+    # \r ends a line too (progress bars redraw with it)
+    assert own_lines(' 10%|#\r 20%|##\r\n') == [' 10%|#', ' 20%|##']
+    with pytest.raises(AssertionError):
+        one_error_line(PADDLE_NOISE + 'train.py: error: x\ntrain.py: error: y\n', 'train.py')
+
+
+def test_tests_and_their_subprocesses_run_on_cpu():
+    assert paddle.get_device() == 'cpu'
+    # conftest.py hides CUDA devices from what the tests start themselves,
+    # robust_helpers.ENV from the runs of the scripts
+    assert os.environ['CUDA_VISIBLE_DEVICES'] == '' == ENV['CUDA_VISIBLE_DEVICES']
+
+
+def test_the_cpu_pin_spares_tests_marked_gpu(tmp_path):
+    """tests/conftest.py: tests run on CPU with no CUDA device visible to
+    their subprocesses, set up before their module-scoped fixtures; a test
+    marked ``gpu`` gets the session's CUDA_VISIBLE_DEVICES and paddle's
+    default device back, and the next CPU test is pinned again."""
+    (tmp_path / 'test_pin.py').write_text(textwrap.dedent('''
+        import os
+
+        import paddle
+        import pytest
+
+        import conftest
+
+
+        @pytest.fixture(scope='module')
+        def at_module_setup():
+            return paddle.get_device(), os.environ.get('CUDA_VISIBLE_DEVICES')
+
+
+        def test_a_cpu(at_module_setup):
+            assert at_module_setup == ('cpu', '')
+            assert paddle.get_device() == 'cpu'
+
+
+        @pytest.mark.gpu
+        def test_b_gpu():
+            assert os.environ['CUDA_VISIBLE_DEVICES'] == '7'
+            assert paddle.get_device() == conftest._DEFAULT_DEVICE
+
+
+        def test_c_cpu_again():
+            assert (paddle.get_device(), os.environ['CUDA_VISIBLE_DEVICES']) == ('cpu', '')
+    '''))
+    environ = dict(ENV, CUDA_VISIBLE_DEVICES='7', PYTHONPATH=os.path.join(ROOT, 'tests'))
+    proc = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider',
+                           '-p', 'conftest', '-c', os.path.join(ROOT, 'pytest.ini'),
+                           '--rootdir', str(tmp_path), '--strict-markers',
+                           str(tmp_path / 'test_pin.py')],
+                          cwd=str(tmp_path), env=environ, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert '3 passed' in proc.stdout, proc.stdout
 
 
 def test_predict_names_unreadable_images_and_does_the_others(env, capsys):
