@@ -1,12 +1,12 @@
-"""Learning-rate schedules, registered in ``manager.LR_SCHEDULERS``.
+"""Compatibility package: the learning-rate schedules of the original
+repository's ``from lr_scheduler import ...``.
 
-Importing this package (the config builder does, lazily) registers
-``PolynomialDecay`` (with optional linear warmup), ``CosineAnnealingDecay``
-and ``PiecewiseDecay``. A schedule with an ``iters`` parameter receives the
-number of training iterations from the builder.
+The schedules live in :mod:`paddleseg.optimizers.lr` (registered in
+``manager.LR_SCHEDULERS`` when :mod:`paddleseg.cvlibs` is imported); this
+package only re-exports them, so both import paths give the same classes.
 """
 
-from lr_scheduler.poly_warmup import PolynomialDecay
-from lr_scheduler.paddle_schedules import CosineAnnealingDecay, PiecewiseDecay
+from paddleseg.optimizers.lr import (CosineAnnealingDecay, PiecewiseDecay,
+                                     PolynomialDecay)
 
 __all__ = ['PolynomialDecay', 'CosineAnnealingDecay', 'PiecewiseDecay']

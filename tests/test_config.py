@@ -1,5 +1,6 @@
 """Parsing, merging, overriding, checking and building configs."""
 
+import inspect
 import os
 import textwrap
 
@@ -32,7 +33,7 @@ def _TestForwardingBackbone(**kwargs):
     return _TestBackbone(**kwargs)
 
 
-_TestForwardingBackbone.accepted_kwargs = ('output_stride', 'pretrained')
+_TestForwardingBackbone.__signature__ = inspect.signature(_TestBackbone)
 
 
 @manager.MODELS.add_component
@@ -345,7 +346,7 @@ def test_opts_absent_argument_not_in_signature_suggests_the_closest(valid):
                        "'point_num_points'?")
 
 
-def test_opts_declared_accepted_kwargs_of_a_forwarding_function(valid):
+def test_opts_declared_signature_of_a_forwarding_function(valid):
     cfg = load_config(valid)
     apply_opts(cfg, ['model.backbone.type=_TestForwardingBackbone',
                      'model.backbone.pretrained=w.pdparams'])
@@ -675,3 +676,119 @@ def test_train_and_val_num_classes_must_agree(valid):
         'num_classes: 2}'])
     assert check_error(cfg) == ('exp.yml: val_dataset.num_classes: is 2 but '
                                 'train_dataset has 19 classes')
+
+
+# ------------------------------------------------------------------ schema
+
+def test_test_config_misspelled_key_fails_the_check_before_training(tmp_path):
+    path = write(tmp_path, 'slid.yml', VALID + 'test_config: {is_slid: true}\n')
+    assert error_of(load_and_check, path) == (
+        "{}: test_config.is_slid: paddleseg.core.val.evaluate has no argument "
+        "'is_slid'; did you mean 'is_slide'?".format(path))
+
+
+def test_test_config_keys_are_evaluate_keyword_arguments(valid):
+    from paddleseg.core.val import evaluate
+    from paddleseg.cvlibs.schema import SECTIONS
+    section = SECTIONS['test_config']
+    params = inspect.signature(evaluate).parameters
+    assert section.accepted_keys() == set(params) - set(section.supplied)
+    assert {'is_slide', 'crop_size', 'stride', 'aug_eval', 'scales',
+            'flip_horizontal'} <= section.accepted_keys()
+    cfg = apply_opts(load_config(valid), [
+        'test_config={is_slide: true, crop_size: [64, 64], stride: [32, 32]}'])
+    check_config(cfg, 'exp.yml')
+
+
+@pytest.mark.parametrize('key', ['num_workers', 'precision', 'on_prediction',
+                                 'eval_dataset'])
+def test_test_config_keys_the_caller_passes_are_rejected(valid, key):
+    cfg = load_config(valid)
+    cfg['test_config'] = {key: 1}
+    assert check_error(cfg).startswith(
+        'exp.yml: test_config.{}: must not be set: '.format(key))
+
+
+def test_test_config_must_be_a_mapping(valid):
+    cfg = load_config(valid)
+    cfg['test_config'] = [1]
+    assert check_error(cfg) == 'exp.yml: test_config: must be a mapping, got [1]'
+
+
+def test_opts_add_a_key_to_an_existing_test_config(valid):
+    cfg = apply_opts(load_config(valid), ['test_config={is_slide: true}',
+                                          'test_config.stride=[32, 32]'])
+    assert cfg['test_config'] == {'is_slide': True, 'stride': [32, 32]}
+    assert error_of(apply_opts, cfg, ['test_config.is_slid=false']) == (
+        "--opts: test_config.is_slid: unknown key 'is_slid' in test_config; "
+        "did you mean 'is_slide'?")
+
+
+def test_export_keys(valid):
+    cfg = load_config(valid)
+    cfg['export'] = {'transforms': [{'type': '_TestFlip'}], 'transform': []}
+    assert check_error(cfg) == ("exp.yml: export.transform: unknown key; did "
+                                "you mean 'transforms'?")
+    cfg['export'] = {'transforms': [{'type': '_TestLoss'}]}
+    assert check_error(cfg).startswith(
+        "exp.yml: export.transforms.0: unknown transforms type '_TestLoss'")
+
+
+@pytest.mark.parametrize('loss, key', [
+    ({'types': [{'type': '_TestLoss'}], 'coef': [1, 2]}, 'loss.coef'),
+    ({'types': [], 'coef': []}, 'loss.types'),
+    ({'types': [{'type': '_TestLoss'}], 'coef': ['1']}, 'loss.coef.0'),
+    ({'types': [{'type': '_TestLoss'}], 'coef': [1], 'coeff': 1}, 'loss.coeff'),
+    ([1], 'loss'),
+])
+def test_checker_and_builder_report_a_bad_loss_alike(valid, loss, key):
+    cfg = load_config(valid)
+    cfg['loss'] = loss
+    checked = check_error(cfg)
+    built = error_of(build_losses, cfg, 'exp.yml')
+    assert checked == built
+    assert checked.startswith('exp.yml: {}: '.format(key))
+
+
+def test_every_section_is_declared_once_and_used_everywhere(valid):
+    from paddleseg.cvlibs import schema
+    from paddleseg.cvlibs.config_builder import registry_for
+    assert registry_for is schema.registry_for
+    for name, section in schema.SECTIONS.items():
+        assert section.name == name
+        assert registry_for((name,)) is section.registry
+        # a top-level key --opts may add is exactly a section
+        cfg = load_config(valid)
+        cfg.pop(name, None)
+        value = {'x': 1} if section.kind == 'mapping' else 3
+        if section.kind in ('count', 'mapping'):
+            apply_opts(cfg, ['{}={}'.format(name, value)])
+    assert set(schema.required_sections(True)) == {
+        'model', 'train_dataset', 'loss', 'optimizer', 'lr_scheduler', 'iters',
+        'batch_size'}
+    assert schema.required_sections(False) == ['model']
+
+
+def test_supplied_arguments_are_arguments_of_every_registered_optimizer():
+    from paddleseg.cvlibs.schema import SECTIONS, accepted_args
+    section = SECTIONS['optimizer']
+    assert set(section.supplied) == {'parameters', 'learning_rate'}
+    for type_name, component in section.registry.components_dict.items():
+        accepted = accepted_args(component)
+        assert accepted is None or set(section.supplied) <= accepted, type_name
+
+
+def test_a_resnet_vd_backbone_accepts_the_class_arguments_but_layers(valid):
+    from paddleseg.cvlibs.schema import accepted_args
+    from paddleseg.models.backbones.resnet_vd import ResNet_vd
+    class_args = set(inspect.signature(ResNet_vd).parameters) - {'layers'}
+    for depth in (18, 34, 50, 101, 152):
+        backbone = manager.BACKBONES['ResNet{}_vd'.format(depth)]
+        assert accepted_args(backbone) == class_args
+    cfg = apply_opts(load_config(valid), [
+        'model.backbone={type: ResNet18_vd, output_strid: 8}'])
+    assert check_error(cfg) == (
+        "exp.yml: model.backbone.output_strid: ResNet18_vd has no argument "
+        "'output_strid'; did you mean 'output_stride'?")
+    cfg['model']['backbone'] = {'type': 'ResNet18_vd', 'layers': 50}
+    assert "has no argument 'layers'" in check_error(cfg)

@@ -1,4 +1,5 @@
-"""The learning-rate schedules in the top-level lr_scheduler package."""
+"""The learning-rate schedules of paddleseg.optimizers.lr, as the seed's
+``from lr_scheduler import ...`` sees them."""
 
 import math
 
@@ -17,6 +18,17 @@ def values(scheduler, steps):
         out.append(scheduler())
         scheduler.step()
     return out
+
+
+def test_the_top_level_package_re_exports_the_package_schedules():
+    import lr_scheduler.paddle_schedules
+    import lr_scheduler.poly_warmup
+    from paddleseg.optimizers import lr
+    assert (PolynomialDecay, CosineAnnealingDecay, PiecewiseDecay) == (
+        lr.PolynomialDecay, lr.CosineAnnealingDecay, lr.PiecewiseDecay)
+    assert lr_scheduler.poly_warmup.PolynomialDecay is lr.PolynomialDecay
+    assert lr_scheduler.paddle_schedules.PiecewiseDecay is lr.PiecewiseDecay
+    assert PolynomialDecay.__module__ == 'paddleseg.optimizers.lr'
 
 
 def test_registered():

@@ -1,8 +1,11 @@
 """Registries and how a config key finds its component."""
 
+import inspect
+
 import pytest
 
-from paddleseg.cvlibs import config_builder, manager
+from paddleseg import optimizers
+from paddleseg.cvlibs import manager
 from paddleseg.cvlibs.config_builder import (accepted_args, registry_for,
                                              resolve_component)
 from paddleseg.errors import ConfigError, UnknownComponentError
@@ -45,7 +48,7 @@ def test_duplicate_name_raises():
 
 def test_duplicate_in_real_registry_raises():
     with pytest.raises(KeyError, match="'sgd'"):
-        manager.OPTIMIZERS.add_component(config_builder.sgd, name='sgd')
+        manager.OPTIMIZERS.add_component(optimizers.sgd, name='sgd')
 
 
 def test_list_registers_every_item_and_non_callable_is_rejected():
@@ -124,9 +127,15 @@ def test_accepted_args_rules():
 
     def declared(**kwargs):
         pass
-    declared.accepted_kwargs = ('pretrained', 'output_stride')
+    declared.__signature__ = inspect.signature(
+        lambda pretrained=None, output_stride=8: None)
+
+    def wrapped(**kwargs):
+        pass
+    wrapped.__wrapped__ = _RegOnlyTransform
 
     assert accepted_args(plain) == {'a', 'b', 'c'}
     assert accepted_args(forwards) is None
     assert accepted_args(declared) == {'pretrained', 'output_stride'}
     assert accepted_args(_RegOnlyTransform) == {'size'}
+    assert accepted_args(wrapped) == {'size'}

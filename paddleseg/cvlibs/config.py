@@ -1,22 +1,147 @@
-"""Load, override and check a config in one call.
+"""Load, override and check a config: :class:`Config` and :func:`load_and_check`.
 
 The pieces live in :mod:`config_parser` (read and merge), :mod:`config_checker`
-(check) and :mod:`config_builder` (build objects); this module only composes
-the first two for the entry scripts.
+(check, following :mod:`schema`) and :mod:`config_builder` (build objects);
+this module composes the first two. :class:`Config` is PaddleSeg 2.8's
+``paddleseg.cvlibs.Config`` over them, and the entry scripts' one call::
+
+    cfg = Config('configs/demo/x.yml', iters=2, batch_size=2)
+    cfg.iters, cfg.batch_size, cfg.test_config, cfg.dic
+    builder = SegBuilder(cfg)       # paddleseg.cvlibs.builder
 """
+
+import yaml
 
 from paddleseg.cvlibs.config_checker import check_config
 from paddleseg.cvlibs.config_parser import (apply_cli_args, apply_opts,
                                             load_config_with_sources)
 from paddleseg.errors import ConfigError
 
-__all__ = ['load_and_check']
+__all__ = ['Config', 'load_and_check']
+
+
+class Config:
+    """A config file merged with its ``_base_`` files, overridden and checked.
+
+    The arguments are those of PaddleSeg 2.8's ``Config``. The flags are
+    applied first, then ``opts`` (which has the last word), then the whole
+    config is checked; any problem raises a one-line
+    :class:`~paddleseg.errors.ConfigError` that starts with ``path``. The
+    objects (model, datasets, optimizer, ...) come from
+    :class:`paddleseg.cvlibs.SegBuilder`, as in PaddleSeg 2.8.
+
+    Args:
+        path (str): The YAML config file.
+        learning_rate (float, optional): Sets ``lr_scheduler.learning_rate``.
+        batch_size (int, optional): Sets ``batch_size``.
+        iters (int, optional): Sets ``iters``.
+        opts (list[str], optional): ``'key.path=value'`` overrides, as
+            ``--opts``.
+        for_training (bool, optional): Also require the keys training needs
+            (``train_dataset``, ``loss``, ``optimizer``, ``lr_scheduler``,
+            ``iters``, ``batch_size``). Default False: only ``model`` is
+            required; :class:`SegBuilder` requires the training keys when a
+            training object is first asked for.
+
+    Attributes:
+        path (str): The file.
+        dic (dict): The merged, overridden and checked config; the builder
+            reads it, so changes made here are seen by objects built later.
+        sources (dict): Dotted key -> the file or flag that set it.
+
+    Raises:
+        ConfigError: the file, a base, an override or a value is wrong.
+    """
+
+    def __init__(self, path, learning_rate=None, batch_size=None, iters=None,
+                 opts=None, *, for_training=False):
+        self.path = path
+        self.dic, self.sources = load_config_with_sources(path)
+        try:
+            apply_cli_args(self.dic, iters=iters, batch_size=batch_size,
+                           learning_rate=learning_rate, sources=self.sources)
+            apply_opts(self.dic, opts or [], sources=self.sources)
+        except ConfigError as exc:
+            raise type(exc)('{}: {}'.format(path, exc)) from None
+        self.check(for_training=for_training)
+
+    def check(self, for_training=False):
+        """Check :attr:`dic` again (e.g. after changing it), with the
+        training keys required when ``for_training``.
+
+        Raises:
+            ConfigError: as the constructor.
+        """
+        check_config(self.dic, self.path, for_training=for_training,
+                     sources=self.sources)
+
+    # PaddleSeg 2.8's properties
+    @property
+    def batch_size(self):
+        """Batch size per device, or None when the config has none."""
+        return self.dic.get('batch_size')
+
+    @property
+    def iters(self):
+        """Total training iterations, or None when the config has none."""
+        return self.dic.get('iters')
+
+    @property
+    def test_config(self):
+        """A copy of ``test_config``: default keyword arguments of
+        ``paddleseg.core.val.evaluate`` (``{}`` when absent)."""
+        return dict(self.dic.get('test_config') or {})
+
+    @property
+    def model_cfg(self):
+        """A copy of the ``model`` mapping (``{}`` when absent)."""
+        return self._section('model')
+
+    @property
+    def loss_cfg(self):
+        """A copy of the ``loss`` mapping (``{}`` when absent)."""
+        return self._section('loss')
+
+    @property
+    def optimizer_cfg(self):
+        """A copy of the ``optimizer`` mapping (``{}`` when absent)."""
+        return self._section('optimizer')
+
+    @property
+    def lr_scheduler_cfg(self):
+        """A copy of the ``lr_scheduler`` mapping (``{}`` when absent)."""
+        return self._section('lr_scheduler')
+
+    @property
+    def train_dataset_cfg(self):
+        """A copy of the ``train_dataset`` mapping (``{}`` when absent)."""
+        return self._section('train_dataset')
+
+    @property
+    def val_dataset_cfg(self):
+        """A copy of the ``val_dataset`` mapping (``{}`` when absent)."""
+        return self._section('val_dataset')
+
+    @property
+    def export_config(self):
+        """A copy of the ``export`` mapping (``{}`` when absent)."""
+        return self._section('export')
+
+    def _section(self, key):
+        return dict(self.dic.get(key) or {})
+
+    def __str__(self):
+        return yaml.safe_dump(self.dic, sort_keys=False)
+
+    def __repr__(self):
+        return 'Config({!r})'.format(self.path)
 
 
 def load_and_check(path, opts=None, iters=None, batch_size=None,
                    learning_rate=None, for_training=True):
     """Load ``path`` with its bases, apply the command-line flags, then the
-    ``--opts`` overrides (so ``--opts`` has the last word), and check it.
+    ``--opts`` overrides (so ``--opts`` has the last word), and check it:
+    :class:`Config` for the entry scripts, which want the dict.
 
     Args:
         path (str): The config file.
@@ -31,12 +156,5 @@ def load_and_check(path, opts=None, iters=None, batch_size=None,
     Raises:
         ConfigError: one line that starts with ``path``.
     """
-    cfg, sources = load_config_with_sources(path)
-    try:
-        apply_cli_args(cfg, iters=iters, batch_size=batch_size,
-                       learning_rate=learning_rate, sources=sources)
-        apply_opts(cfg, opts or [], sources=sources)
-    except ConfigError as exc:
-        raise type(exc)('{}: {}'.format(path, exc)) from None
-    check_config(cfg, path, for_training=for_training, sources=sources)
-    return cfg
+    return Config(path, learning_rate=learning_rate, batch_size=batch_size,
+                  iters=iters, opts=opts, for_training=for_training).dic

@@ -5,61 +5,31 @@ registered class or function, the other keys are its keyword arguments.
 Nested specs (also inside lists) are built first, so a model receives a
 built backbone and a dataset a list of built transforms.
 
-Which registry a ``type`` is looked up in follows from where the spec sits
-(see :func:`registry_for`). The same lookup and :func:`accepted_args` are used
-by the checker and by ``--opts``, so the three agree on what a key means.
+Which registry a ``type`` is looked up in, which arguments the builder
+supplies, and what a section holds are declared once in
+:mod:`paddleseg.cvlibs.schema`, which the checker and ``--opts`` read too.
 
-This module also registers the optimizer factories (``sgd``, ``SGD``,
-``Momentum``, ``adam``, ``Adam``, ``adamw``, ``AdamW``) in
-``manager.OPTIMIZERS``.
+Importing this module imports :mod:`paddleseg.optimizers`, which registers
+the optimizer factories (``sgd``, ``SGD``, ``Momentum``, ``adam``, ``Adam``,
+``adamw``, ``AdamW``) and the learning-rate schedules.
 
 Errors are :class:`~paddleseg.errors.ConfigError` with the message
 ``'<path>: <dotted.key>: <what is wrong>'``, where ``<path>`` (the config
 file) is present when the caller passes ``path``.
 """
 
-import inspect
 import re
 
-import paddle
-
+from paddleseg import optimizers  # noqa: F401  (registers optimizers, schedules)
 from paddleseg.cvlibs import manager
+from paddleseg.cvlibs.schema import (SECTIONS, accepted_args, loss_problem,
+                                     registry_for)
 from paddleseg.errors import ConfigError, UnknownComponentError
 
-__all__ = ['KEY_REGISTRIES', 'ITEM_REGISTRIES', 'BUILDER_ARGS', 'join_key',
-           'split_key', 'registry_for', 'resolve_component', 'accepted_args',
-           'dataset_num_classes', 'build_component', 'build_model',
-           'build_dataset', 'build_losses', 'build_lr_scheduler',
-           'build_optimizer']
-
-KEY_REGISTRIES = {
-    'model': manager.MODELS,
-    'backbone': manager.BACKBONES,
-    'train_dataset': manager.DATASETS,
-    'val_dataset': manager.DATASETS,
-    'optimizer': manager.OPTIMIZERS,
-    'lr_scheduler': manager.LR_SCHEDULERS,
-}
-"""A spec stored under one of these keys is looked up in that registry."""
-
-ITEM_REGISTRIES = {
-    'transforms': manager.TRANSFORMS,
-    'types': manager.LOSSES,
-}
-"""A spec that is an item of a list stored under one of these keys is looked
-up in that registry (``train_dataset.transforms.0``, ``loss.types.1``)."""
-
-BUILDER_ARGS = {
-    'optimizer': {
-        'parameters': 'the builder passes the model parameters',
-        'learning_rate': 'set lr_scheduler.learning_rate instead',
-    },
-    'lr_scheduler': {
-        'iters': 'the builder passes the top-level iters; set that instead',
-    },
-}
-"""Constructor arguments the builder supplies itself and a config must not
-set, keyed by the config key of the spec, with the hint for the error."""
+__all__ = ['join_key', 'split_key', 'registry_for', 'resolve_component',
+           'accepted_args', 'dataset_num_classes', 'build_component',
+           'build_model', 'build_dataset', 'build_losses',
+           'build_lr_scheduler', 'build_optimizer', 'build_transforms']
 
 _INDEX = re.compile(r'[0-9]+')
 
@@ -73,26 +43,6 @@ def split_key(key):
     """Inverse of :func:`join_key`: digit-only parts become list indices."""
     return tuple(int(part) if _INDEX.fullmatch(part) else part
                  for part in key.split('.'))
-
-
-def registry_for(parts):
-    """The registry a spec at key ``parts`` (a tuple) is looked up in.
-
-    Returns None when the position names no particular registry; such a
-    spec's ``type`` must then be found in exactly one registry.
-    """
-    if not parts:
-        return None
-    if isinstance(parts[-1], int):
-        parent = parts[-2] if len(parts) > 1 else None
-        return ITEM_REGISTRIES.get(parent)
-    return KEY_REGISTRIES.get(parts[-1])
-
-
-def _import_schedulers():
-    """Import the top-level ``lr_scheduler`` package, which registers the
-    learning-rate schedules (it needs the repo root on ``sys.path``)."""
-    import lr_scheduler  # noqa: F401
 
 
 def resolve_component(type_name, parts, registry=None):
@@ -110,7 +60,6 @@ def resolve_component(type_name, parts, registry=None):
             the message starts with the dotted key.
         ConfigError: ``type`` is not a string, or the name is ambiguous.
     """
-    _import_schedulers()
     key = join_key(parts)
     if not isinstance(type_name, str):
         raise ConfigError('{}.type: must be a component name, got {!r}'.format(
@@ -129,33 +78,6 @@ def resolve_component(type_name, parts, registry=None):
             '{}: type {!r} is ambiguous here, it is registered in {}'.format(
                 key, type_name, ' and '.join(reg.name for reg in owners)))
     return owners[0].get(type_name)
-
-
-def accepted_args(component):
-    """The keyword arguments a config may give ``component``.
-
-    These are the named parameters of its signature plus, when it has a
-    ``accepted_kwargs`` attribute, those names too: a function that forwards
-    ``**kwargs`` to a class declares the forwarded names that way, e.g.
-    ``ResNet101_vd.accepted_kwargs = ('output_stride', 'pretrained', ...)``.
-
-    Returns:
-        frozenset | None: the names, or None when anything is accepted (the
-        signature takes ``**kwargs`` and no ``accepted_kwargs`` is declared, or
-        it cannot be inspected).
-    """
-    declared = getattr(component, 'accepted_kwargs', None)
-    try:
-        params = inspect.signature(component).parameters.values()
-    except (TypeError, ValueError):
-        return None if declared is None else frozenset(declared)
-    names = {p.name for p in params
-             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-    if declared is not None:
-        return frozenset(names.union(declared))
-    if any(p.kind is p.VAR_KEYWORD for p in params):
-        return None
-    return frozenset(names)
 
 
 def dataset_num_classes(cfg, key):
@@ -248,6 +170,19 @@ def _section(cfg, key, path):
     return value
 
 
+def _build_section(cfg, name, path, supplied=None):
+    """Build the component section ``cfg[name]`` from its registry, passing
+    the ``supplied`` arguments (declared in the section's ``supplied``) that
+    the component accepts."""
+    section = SECTIONS[name]
+    assert set(supplied or {}) <= set(section.supplied), name
+    spec = _section(cfg, name, path)
+    accepted = accepted_args(_resolve(spec, name, section.registry, path))
+    extra = {arg: value for arg, value in (supplied or {}).items()
+             if accepted is None or arg in accepted}
+    return _build(spec, name, section.registry, path, extra)
+
+
 def build_model(cfg, path=None):
     """Build ``cfg['model']``.
 
@@ -256,14 +191,15 @@ def build_model(cfg, path=None):
     :func:`dataset_num_classes`.
     """
     spec = _section(cfg, 'model', path)
+    registry = SECTIONS['model'].registry
     extra = {}
     if 'num_classes' not in spec:
-        accepted = accepted_args(_resolve(spec, 'model', manager.MODELS, path))
+        accepted = accepted_args(_resolve(spec, 'model', registry, path))
         num_classes = (dataset_num_classes(cfg, 'train_dataset')
                        or dataset_num_classes(cfg, 'val_dataset'))
         if num_classes and (accepted is None or 'num_classes' in accepted):
             extra['num_classes'] = num_classes
-    return _build(spec, 'model', manager.MODELS, path, extra)
+    return _build(spec, 'model', registry, path, extra)
 
 
 def build_dataset(cfg, key, path=None):
@@ -271,25 +207,39 @@ def build_dataset(cfg, key, path=None):
     return None when the config has no such key."""
     if cfg.get(key) is None:
         return None
-    return _build(cfg[key], key, manager.DATASETS, path, {})
+    return _build_section(cfg, key, path)
+
+
+def build_transforms(cfg, key='val_dataset', path=None):
+    """Build the ``transforms`` list of ``cfg[key]`` (a dataset section or
+    ``export``) without building the section itself.
+
+    Returns:
+        list: The transform objects; empty when ``cfg[key]`` has none.
+    """
+    specs = (cfg.get(key) or {}).get('transforms') or []
+    return [build_component(spec, '{}.transforms.{}'.format(key, index),
+                            path=path)
+            for index, spec in enumerate(specs)]
 
 
 def build_losses(cfg, path=None):
-    """Build ``cfg['loss']``.
+    """Build ``cfg['loss']`` (checked by :func:`schema.loss_problem`, the
+    same check the config checker runs).
 
     Returns:
         dict: ``{'types': [loss objects], 'coef': [floats]}``, same length.
     """
-    loss = _section(cfg, 'loss', path)
-    types, coef = loss.get('types') or [], loss.get('coef') or []
-    if len(types) != len(coef):
-        raise _error(path, 'loss.coef', 'has {} entries but loss.types has '
-                     '{}'.format(len(coef), len(types)))
+    problem = loss_problem(cfg.get('loss'))
+    if problem is not None:
+        parts, message = problem
+        raise _error(path, join_key(parts), message)
+    loss = cfg['loss']
     return {
         'types': [_build(spec, 'loss.types.{}'.format(index),
-                         manager.LOSSES, path, {})
-                  for index, spec in enumerate(types)],
-        'coef': [float(value) for value in coef],
+                         registry_for(('loss', 'types', index)), path, {})
+                  for index, spec in enumerate(loss['types'])],
+        'coef': [float(value) for value in loss['coef']],
     }
 
 
@@ -300,11 +250,7 @@ def build_lr_scheduler(cfg, iters, path=None):
     ``iters`` (the number of training iterations), from which it derives
     its defaults, e.g. ``decay_steps`` of ``PolynomialDecay``.
     """
-    spec = _section(cfg, 'lr_scheduler', path)
-    accepted = accepted_args(
-        _resolve(spec, 'lr_scheduler', manager.LR_SCHEDULERS, path))
-    extra = {'iters': iters} if accepted and 'iters' in accepted else {}
-    return _build(spec, 'lr_scheduler', manager.LR_SCHEDULERS, path, extra)
+    return _build_section(cfg, 'lr_scheduler', path, {'iters': iters})
 
 
 def build_optimizer(cfg, model, lr_scheduler, path=None):
@@ -313,91 +259,5 @@ def build_optimizer(cfg, model, lr_scheduler, path=None):
     The factory named by ``type`` is called with ``parameters=``
     ``model.parameters()``, ``learning_rate=lr_scheduler`` and the other keys.
     """
-    spec = _section(cfg, 'optimizer', path)
-    extra = {'parameters': model.parameters(), 'learning_rate': lr_scheduler}
-    return _build(spec, 'optimizer', manager.OPTIMIZERS, path, extra)
-
-
-# ---------------------------------------------------------------- optimizers
-
-def _l2_decay(weight_decay):
-    """A float weight decay as an L2 regularizer (None stays None)."""
-    if weight_decay is None:
-        return None
-    return paddle.regularizer.L2Decay(weight_decay)
-
-
-def _grad_clip(grad_clip_norm):
-    """Clip gradients by global norm when ``grad_clip_norm`` is given."""
-    if grad_clip_norm is None:
-        return None
-    return paddle.nn.ClipGradByGlobalNorm(grad_clip_norm)
-
-
-def sgd(parameters, learning_rate, momentum=0.0, weight_decay=None,
-        grad_clip_norm=None):
-    """SGD; with ``momentum`` > 0 (PaddleSeg configs use 0.9) it is
-    ``paddle.optimizer.Momentum``, otherwise plain ``paddle.optimizer.SGD``.
-
-    Args:
-        parameters: The parameters to optimize (supplied by the builder).
-        learning_rate (float | LRScheduler): Supplied by the builder.
-        momentum (float): Default 0.0 (no momentum).
-        weight_decay (float, optional): L2 regularization coefficient
-            (``paddle.regularizer.L2Decay``). Default: none.
-        grad_clip_norm (float, optional): Clip gradients to this global
-            norm. Default: no clipping.
-    """
-    if momentum:
-        return Momentum(parameters, learning_rate, momentum=momentum,
-                        weight_decay=weight_decay,
-                        grad_clip_norm=grad_clip_norm)
-    return paddle.optimizer.SGD(
-        learning_rate=learning_rate, parameters=parameters,
-        weight_decay=_l2_decay(weight_decay),
-        grad_clip=_grad_clip(grad_clip_norm))
-
-
-def Momentum(parameters, learning_rate, momentum=0.9, weight_decay=None,
-             use_nesterov=False, grad_clip_norm=None):
-    """``paddle.optimizer.Momentum``; ``weight_decay`` (default none) is an
-    L2Decay coefficient, ``grad_clip_norm`` (default none) a global-norm
-    clip."""
-    return paddle.optimizer.Momentum(
-        learning_rate=learning_rate, momentum=momentum, parameters=parameters,
-        use_nesterov=use_nesterov, weight_decay=_l2_decay(weight_decay),
-        grad_clip=_grad_clip(grad_clip_norm))
-
-
-def adam(parameters, learning_rate, beta1=0.9, beta2=0.999, epsilon=1e-8,
-         weight_decay=None, grad_clip_norm=None):
-    """``paddle.optimizer.Adam``; ``weight_decay`` (default none) is an
-    L2Decay coefficient added to the gradient, ``grad_clip_norm`` (default
-    none) a global-norm clip."""
-    return paddle.optimizer.Adam(
-        learning_rate=learning_rate, beta1=beta1, beta2=beta2,
-        epsilon=epsilon, parameters=parameters,
-        weight_decay=_l2_decay(weight_decay),
-        grad_clip=_grad_clip(grad_clip_norm))
-
-
-def adamw(parameters, learning_rate, beta1=0.9, beta2=0.999, epsilon=1e-8,
-          weight_decay=0.01, grad_clip_norm=None):
-    """``paddle.optimizer.AdamW``; ``weight_decay`` (default 0.01) is the
-    decoupled decay coefficient, ``grad_clip_norm`` (default none) a
-    global-norm clip."""
-    return paddle.optimizer.AdamW(
-        learning_rate=learning_rate, beta1=beta1, beta2=beta2,
-        epsilon=epsilon, parameters=parameters, weight_decay=weight_decay,
-        grad_clip=_grad_clip(grad_clip_norm))
-
-
-def _register_optimizers():
-    names = (('sgd', sgd), ('SGD', sgd), ('Momentum', Momentum),
-             ('adam', adam), ('Adam', adam), ('adamw', adamw),
-             ('AdamW', adamw))
-    for name, factory in names:
-        manager.OPTIMIZERS.add_component(factory, name=name)
-
-
-_register_optimizers()
+    return _build_section(cfg, 'optimizer', path, {
+        'parameters': model.parameters(), 'learning_rate': lr_scheduler})

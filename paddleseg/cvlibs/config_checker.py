@@ -10,49 +10,22 @@ The ``(from ...)`` part appears when the key was set somewhere other than
 by :func:`paddleseg.cvlibs.config_parser.load_config_with_sources`.
 """
 
-import difflib
-import numbers
 import os
 import re
 
-from paddleseg.cvlibs.config_builder import (BUILDER_ARGS, accepted_args,
-                                             dataset_num_classes, join_key,
-                                             registry_for, resolve_component)
+from paddleseg.cvlibs.config_builder import (dataset_num_classes, join_key,
+                                             resolve_component)
+from paddleseg.cvlibs.schema import (RETIRED_KEYS, SECTIONS, accepted_args,
+                                     did_you_mean, is_positive_int,
+                                     registry_for, required_sections,
+                                     section_problem, supplied_args)
 from paddleseg.errors import ConfigError
 
-__all__ = ['KNOWN_TOP_LEVEL_KEYS', 'TRAINING_KEYS', 'LEGACY_LR_MESSAGE',
-           'did_you_mean', 'check_config']
-
-KNOWN_TOP_LEVEL_KEYS = ('batch_size', 'iters', 'train_dataset', 'val_dataset',
-                        'test_config', 'model', 'loss', 'optimizer',
-                        'lr_scheduler', 'export')
-"""Every top-level key a config may have."""
-
-TRAINING_KEYS = ('model', 'train_dataset', 'loss', 'optimizer',
-                 'lr_scheduler', 'iters', 'batch_size')
-"""Top-level keys training needs; evaluation and prediction need only
-``model``."""
-
-LEGACY_LR_MESSAGE = (
-    "the old 'learning_rate: {value: ..., decay: {...}}' form is not "
-    "supported; write 'lr_scheduler: {type: PolynomialDecay, learning_rate: "
-    "<value>, power: <power>, end_lr: <end_lr>}' instead")
+__all__ = ['check_config']
 
 # YAML 1.1 (safe_load) reads 1e-5 as a string: a float needs a dot and a
 # signed exponent (1.0e-5).
 _NUMBER_LIKE = re.compile(r'[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)[eE][+-]?[0-9]+')
-
-
-def did_you_mean(word, candidates):
-    """``"; did you mean 'x'?"`` for the closest candidate (difflib), else
-    ``'; known: a, b, c'`` (or ``''`` without candidates)."""
-    candidates = sorted(str(name) for name in candidates)
-    close = difflib.get_close_matches(str(word), candidates, n=1)
-    if close:
-        return '; did you mean {!r}?'.format(close[0])
-    if candidates:
-        return '; known: {}'.format(', '.join(candidates))
-    return ''
 
 
 def _yaml_float(text):
@@ -63,15 +36,6 @@ def _yaml_float(text):
     if exponent[0] not in '+-':
         exponent = '+' + exponent
     return '{}e{}'.format(mantissa, exponent)
-
-
-def _is_positive_int(value):
-    return (isinstance(value, numbers.Integral) and not isinstance(value, bool)
-            and value > 0)
-
-
-def _is_number(value):
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 class _Reporter:
@@ -102,47 +66,24 @@ class _Reporter:
             self.path, exc, self._origin(parts))) from None
 
 
-def _check_top_level(cfg, rep, for_training):
+def _check_sections(cfg, rep, for_training):
+    """Top-level keys are sections of the schema, the required ones are
+    present, and each present section's own value is right."""
     for key in cfg:
-        if key == 'learning_rate':
-            rep.fail((key,), LEGACY_LR_MESSAGE)
-        if key not in KNOWN_TOP_LEVEL_KEYS:
+        if key in RETIRED_KEYS:
+            rep.fail((key,), RETIRED_KEYS[key])
+        if key not in SECTIONS:
             rep.fail((key,), 'unknown top-level key' + did_you_mean(
-                key, KNOWN_TOP_LEVEL_KEYS))
-    required = TRAINING_KEYS if for_training else ('model',)
-    for key in required:
+                key, SECTIONS))
+    for key in required_sections(for_training):
         if cfg.get(key) is None:
             rep.fail((key,), 'is required{}'.format(
                 ' for training' if for_training else ''))
-    for key in ('batch_size', 'iters'):
-        if key in cfg and not _is_positive_int(cfg[key]):
-            rep.fail((key,), 'must be a positive integer, got {!r}'.format(
-                cfg[key]))
-    for key in ('test_config', 'export'):
-        if key in cfg and not isinstance(cfg[key], dict):
-            rep.fail((key,), 'must be a mapping, got {!r}'.format(cfg[key]))
-
-
-def _check_loss(loss, rep):
-    if not isinstance(loss, dict):
-        rep.fail(('loss',), "must be a mapping with 'types' and 'coef'")
-    for key in loss:
-        if key not in ('types', 'coef'):
-            rep.fail(('loss', key), 'unknown key' + did_you_mean(
-                key, ('types', 'coef')))
-    types, coef = loss.get('types'), loss.get('coef')
-    if not isinstance(types, list) or not types:
-        rep.fail(('loss', 'types'), 'must be a non-empty list of losses')
-    if not isinstance(coef, list):
-        rep.fail(('loss', 'coef'), 'must be a list of numbers, one per loss '
-                 'in loss.types')
-    if len(coef) != len(types):
-        rep.fail(('loss', 'coef'), 'has {} entries but loss.types has '
-                 '{}'.format(len(coef), len(types)))
-    for index, value in enumerate(coef):
-        if not _is_number(value):
-            rep.fail(('loss', 'coef', index),
-                     'must be a number, got {!r}'.format(value))
+    for key in SECTIONS:
+        if key in cfg:
+            problem = section_problem(key, cfg[key])
+            if problem is not None:
+                rep.fail(*problem)
 
 
 def _check_component(spec, parts, rep):
@@ -152,7 +93,7 @@ def _check_component(spec, parts, rep):
     except ConfigError as exc:
         rep.reraise(parts, exc)
     accepted = accepted_args(component)
-    reserved = BUILDER_ARGS.get(join_key(parts), {})
+    reserved = supplied_args(parts)
     for name in spec:
         if name in reserved:
             rep.fail(parts + (name,), 'must not be set: ' + reserved[name])
@@ -189,7 +130,7 @@ def _check_num_classes(cfg, rep):
     for key in ('train_dataset', 'val_dataset'):
         found[(key, 'num_classes')] = dataset_num_classes(cfg, key)
     for parts, value in found.items():
-        if value is not None and not _is_positive_int(value):
+        if value is not None and not is_positive_int(value):
             rep.fail(parts, 'must be a positive integer, got {!r}'.format(
                 value))
     datasets = [(key, found[(key, 'num_classes')])
@@ -208,15 +149,16 @@ def _check_num_classes(cfg, rep):
 def check_config(cfg, path, for_training=True, sources=None):
     """Check a merged config; raise on the first problem.
 
-    Checks: the top-level keys are known (:data:`KNOWN_TOP_LEVEL_KEYS`) and
-    the required ones present (:data:`TRAINING_KEYS` when ``for_training``,
-    else only ``model``); ``batch_size`` and ``iters`` are positive
-    integers; ``loss.types`` and ``loss.coef`` are lists of the same length;
-    every mapping with a ``type`` names a registered component (registry
-    chosen by its key, see ``config_builder.registry_for``) and its other
-    keys are arguments of it (``config_builder.accepted_args``), except the
-    ones the builder supplies (``config_builder.BUILDER_ARGS``); no value is
-    a number that YAML read as a string (``1e-5``); the model's
+    Checks, following :data:`paddleseg.cvlibs.schema.SECTIONS`: the
+    top-level keys are sections and the required ones present (training's
+    when ``for_training``, else only ``model``); ``batch_size`` and
+    ``iters`` are positive integers; ``loss.types`` and ``loss.coef`` are
+    lists of the same length; ``test_config``'s keys are keyword arguments of
+    ``paddleseg.core.val.evaluate`` (read from its signature); every mapping
+    with a ``type`` names a registered component (registry chosen by its
+    key, see ``schema.registry_for``) and its other keys are arguments of it
+    (``schema.accepted_args``), except the ones the builder supplies; no
+    value is a number that YAML read as a string (``1e-5``); the model's
     ``num_classes`` matches the datasets'.
 
     Args:
@@ -233,8 +175,6 @@ def check_config(cfg, path, for_training=True, sources=None):
     if not isinstance(cfg, dict):
         raise ConfigError('{}: top level: must be a mapping of config keys, '
                           'got {}'.format(path, type(cfg).__name__))
-    _check_top_level(cfg, rep, for_training)
-    if 'loss' in cfg:
-        _check_loss(cfg['loss'], rep)
+    _check_sections(cfg, rep, for_training)
     _check_tree(cfg, (), rep)
     _check_num_classes(cfg, rep)

@@ -30,10 +30,9 @@ import re
 
 import yaml
 
-from paddleseg.cvlibs.config_builder import (accepted_args, join_key,
-                                             resolve_component)
-from paddleseg.cvlibs.config_checker import (KNOWN_TOP_LEVEL_KEYS,
-                                             LEGACY_LR_MESSAGE, did_you_mean)
+from paddleseg.cvlibs.config_builder import join_key, resolve_component
+from paddleseg.cvlibs.schema import (LEGACY_LR_MESSAGE, SECTIONS,
+                                     accepted_args, did_you_mean)
 from paddleseg.errors import ConfigError
 
 __all__ = ['BASE_KEY', 'INHERIT_KEY', 'load_config',
@@ -204,13 +203,18 @@ def _parse_opt(item, source):
 
 def _addable_keys(mapping, parts):
     """Keys absent from ``mapping`` (at ``parts``) that may still be set:
-    top-level keys, or the arguments of the component its ``type`` names.
+    top-level sections, the keys a section such as ``test_config`` holds
+    (``schema.Section.accepted_keys``), or the arguments of the component
+    its ``type`` names.
 
     Returns a frozenset, or None when anything is allowed.
     """
     if not parts:
-        return frozenset(KNOWN_TOP_LEVEL_KEYS)
+        return frozenset(SECTIONS)
     if 'type' not in mapping:
+        section = SECTIONS.get(parts[0]) if len(parts) == 1 else None
+        if section is not None and section.kind in ('mapping', 'loss'):
+            return section.accepted_keys()
         return frozenset()
     try:
         return accepted_args(resolve_component(mapping['type'], parts))
@@ -277,9 +281,11 @@ def apply_opts(cfg, opts, source='--opts', sources=None):
     list, ``False`` -> bool, ``1.0e-4`` -> float; note ``1e-4`` stays a
     string, as in a YAML file). Numeric parts index lists
     (``train_dataset.transforms.0.crop_size=[256,256]``). A key must exist,
-    except a top-level key from ``KNOWN_TOP_LEVEL_KEYS`` or an argument of
-    the component named by the enclosing mapping's ``type`` (see
-    ``config_builder.accepted_args``), e.g. ``model.point_num_points=1024``.
+    except a top-level section of ``schema.SECTIONS``, a key that section
+    holds (``test_config.is_slide=true`` when there is a ``test_config``),
+    or an argument of the component named by the enclosing mapping's
+    ``type`` (see ``schema.accepted_args``), e.g.
+    ``model.point_num_points=1024``.
 
     Args:
         cfg (dict): The config, modified in place.

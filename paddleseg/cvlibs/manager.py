@@ -14,7 +14,7 @@ names and, when given, the config key that asked for it.
 
 from paddleseg.errors import UnknownComponentError
 
-__all__ = ['Registry', 'MODELS', 'BACKBONES', 'DATASETS', 'TRANSFORMS',
+__all__ = ['Registry', 'ComponentManager', 'MODELS', 'BACKBONES', 'DATASETS', 'TRANSFORMS',
            'LOSSES', 'OPTIMIZERS', 'LR_SCHEDULERS', 'ALL_REGISTRIES']
 
 
@@ -77,6 +77,13 @@ class Registry:
         """The registered names, sorted."""
         return sorted(self._components)
 
+    @property
+    def components_dict(self):
+        """``{name: class or function}`` of every registered component, as
+        PaddleSeg's ``ComponentManager.components_dict``. A copy: register
+        with :meth:`add_component`, which refuses duplicate names."""
+        return dict(self._components)
+
     def __contains__(self, name):
         return name in self._components
 
@@ -89,6 +96,9 @@ class Registry:
     def __repr__(self):
         return 'Registry({!r}, {})'.format(self.name, self.names())
 
+
+ComponentManager = Registry
+"""PaddleSeg's name for :class:`Registry`."""
 
 MODELS = Registry('models')
 BACKBONES = Registry('backbones')

@@ -6,6 +6,8 @@ Parameter names and shapes are those of PaddleSeg's ResNet_vd (stem
 PaddleSeg checkpoints load with no missing or unexpected keys.
 """
 
+import inspect
+
 import paddle.nn as nn
 import paddle.nn.functional as F
 
@@ -155,8 +157,10 @@ def _variant(layers):
     build.__name__ = 'ResNet{}_vd'.format(layers)
     build.__doc__ = ('ResNet_vd with {} layers; keyword arguments as '
                      ':class:`ResNet_vd`.'.format(layers))
-    build.accepted_kwargs = ('output_stride', 'multi_grid', 'in_channels',
-                             'pretrained', 'data_format')
+    # the config checker reads this: ResNet_vd's arguments but ``layers``
+    signature = inspect.signature(ResNet_vd)
+    build.__signature__ = signature.replace(parameters=[
+        p for p in signature.parameters.values() if p.name != 'layers'])
     return manager.BACKBONES.add_component(build)
 
 

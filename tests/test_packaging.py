@@ -1,0 +1,148 @@
+"""The package installs on its own: pyproject.toml + setup.py, no import of
+the repository root, no import cycle."""
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import tomllib
+
+import pytest
+import setuptools
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _setup_module():
+    spec = importlib.util.spec_from_file_location(
+        '_seg_setup', os.path.join(ROOT, 'setup.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # setup() runs only as __main__
+    return module
+
+
+def _run(code, cwd, env):
+    return subprocess.run([sys.executable, '-c', textwrap.dedent(code)],
+                          cwd=str(cwd), env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+IMPORT_CHECK = """
+    import importlib.util, sys
+    import paddleseg.cvlibs.config_builder as builder
+    assert 'lr_scheduler' not in sys.modules, 'config_builder imported lr_scheduler'
+    schedule = builder.resolve_component('PolynomialDecay', ('lr_scheduler',))
+    from paddleseg.cvlibs import Config, SegBuilder, manager
+    import lr_scheduler
+    assert lr_scheduler.PolynomialDecay is schedule
+    assert importlib.util.find_spec('train') is None   # the repo root is not on sys.path
+    print(schedule.__module__)
+"""
+
+
+def test_the_package_imports_without_the_repository_root(tmp_path):
+    site = tmp_path / 'site'
+    site.mkdir()
+    for name in ('paddleseg', 'lr_scheduler'):
+        os.symlink(os.path.join(ROOT, name), str(site / name))
+    env = dict(os.environ, PYTHONPATH=str(site))
+    result = _run(IMPORT_CHECK, tmp_path, env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == 'paddleseg.optimizers.lr'
+
+
+def test_lr_scheduler_imported_first_has_no_cycle(tmp_path):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    result = _run("""
+        from lr_scheduler.poly_warmup import PolynomialDecay
+        from lr_scheduler.paddle_schedules import CosineAnnealingDecay
+        from paddleseg.cvlibs import manager
+        assert manager.LR_SCHEDULERS['PolynomialDecay'] is PolynomialDecay
+        assert manager.LR_SCHEDULERS['CosineAnnealingDecay'] is CosineAnnealingDecay
+    """, tmp_path, env)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_the_packages_are_every_package_under_paddleseg_and_lr_scheduler():
+    with open(os.path.join(ROOT, 'pyproject.toml'), 'rb') as handle:
+        project = tomllib.load(handle)
+    assert project['project']['name'] == 'paddleseg'
+    find = project['tool']['setuptools']['packages']['find']
+    found = set(setuptools.find_packages(ROOT, include=find['include']))
+    on_disk = {os.path.relpath(folder, ROOT).replace(os.sep, '.')
+               for top in ('paddleseg', 'lr_scheduler')
+               for folder, _, files in os.walk(os.path.join(ROOT, top))
+               if '__init__.py' in files}
+    assert 'paddleseg.optimizers' in on_disk and 'paddleseg.cvlibs' in on_disk
+    assert found == on_disk
+
+
+def test_dependencies_are_the_requirements_but_paddle():
+    setup = _setup_module()
+    requirements = setup.read_requirements(os.path.join(ROOT, 'requirements.txt'))
+    others, paddle = setup.split_paddle(requirements)
+    assert paddle and all(line.lower().startswith('paddlepaddle')
+                          for line in paddle)
+    assert others and not any('paddlepaddle' in line.lower() for line in others)
+    assert sorted(others + paddle) == sorted(requirements)
+    assert any(line.startswith('numpy') for line in others)
+
+
+def test_requirement_file_parsing(tmp_path):
+    (tmp_path / 'base.txt').write_text('numpy>=1.26  # arrays\n--index-url x\n')
+    (tmp_path / 'req.txt').write_text(textwrap.dedent("""\
+        # a comment
+        paddlepaddle-gpu==3.3.1
+        -r base.txt
+
+        PaddlePaddle>=3 ; python_version >= "3.9"
+        paddlepaddle_extra>=1
+        pyyaml>=6.0
+        """))
+    setup = _setup_module()
+    requirements = setup.read_requirements(str(tmp_path / 'req.txt'))
+    assert requirements == ['paddlepaddle-gpu==3.3.1', 'numpy>=1.26',
+                            'PaddlePaddle>=3 ; python_version >= "3.9"',
+                            'paddlepaddle_extra>=1', 'pyyaml>=6.0']
+    others, paddle = setup.split_paddle(requirements)
+    assert paddle == ['paddlepaddle-gpu==3.3.1',
+                      'PaddlePaddle>=3 ; python_version >= "3.9"']
+    assert others == ['numpy>=1.26', 'paddlepaddle_extra>=1', 'pyyaml>=6.0']
+
+
+@pytest.mark.skipif(os.environ.get('SEG_TEST_INSTALL') != '1',
+                    reason='pip install into a venv (about a minute, may '
+                           'fetch setuptools and wheel from PyPI); set '
+                           'SEG_TEST_INSTALL=1')
+def test_pip_install_editable_into_a_venv(tmp_path):
+    """``pip install --no-deps -e .`` of a copy of the package files in a
+    ``--system-site-packages`` venv, then the import check from elsewhere."""
+    source = tmp_path / 'src'
+    source.mkdir()
+    for name in ('pyproject.toml', 'setup.py', 'requirements.txt', 'README.md'):
+        shutil.copy(os.path.join(ROOT, name), str(source / name))
+    for name in ('paddleseg', 'lr_scheduler'):
+        shutil.copytree(os.path.join(ROOT, name), str(source / name),
+                        ignore=shutil.ignore_patterns('__pycache__'))
+    venv = tmp_path / 'venv'
+    subprocess.run([sys.executable, '-m', 'venv', '--system-site-packages',
+                    '--without-pip', str(venv)], check=True)
+    python = str(venv / 'bin' / 'python')
+    command = [python, '-m', 'pip', 'install', '-q', '--no-deps', '-e',
+               str(source)]
+    if importlib.util.find_spec('wheel') is not None:
+        command.insert(-2, '--no-build-isolation')
+    subprocess.run(command, check=True, timeout=600)
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+    result = subprocess.run([python, '-c', textwrap.dedent(IMPORT_CHECK)],
+                            cwd=str(tmp_path), env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    result = subprocess.run([python, '-m', 'pip', 'show', 'paddleseg'],
+                            capture_output=True, text=True, check=True)
+    requires = [line for line in result.stdout.splitlines()
+                if line.startswith('Requires: ')]
+    assert len(requires) == 1 and 'numpy' in requires[0]
+    assert 'paddlepaddle' not in requires[0].lower()
