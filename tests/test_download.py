@@ -1,6 +1,8 @@
 """Tests of paddleseg.utils.download against a local HTTP server."""
 
+import hashlib
 import io
+import multiprocessing
 import os
 import tarfile
 import zipfile
@@ -37,6 +39,11 @@ def _tar_with(path, members):
             tar.addfile(info, io.BytesIO(data) if data is not None else None)
 
 
+def _unlocked_entries(folder):
+    """The entries of ``folder`` but the cache's lock files."""
+    return sorted(n for n in os.listdir(folder) if not n.endswith('.lock'))
+
+
 def _file(name, data=b'payload'):
     return tarfile.TarInfo(name), data
 
@@ -60,7 +67,8 @@ def test_fetch_archive_downloads_once_and_returns_weights(server, tmp_path):
     loaded = paddle.load(path)
     assert all(np.array_equal(loaded[k].numpy(), v) for k, v in expected.items())
     assert server.requests == ['/lin_w.tar.gz']
-    assert sorted(os.listdir(cache)) == ['lin_w']  # archive removed, no temp folder
+    # archive removed, no temp folder; the (empty) lock file stays
+    assert sorted(os.listdir(cache)) == ['.lin_w.tar.gz.lock', 'lin_w']
 
     again = download.fetch_pretrained(server.url + '/lin_w.tar.gz', cache_dir=str(cache))
     assert again == path
@@ -104,7 +112,7 @@ def test_http_404_names_the_url(server, tmp_path):
     url = server.url + '/missing.tar.gz'
     with pytest.raises(CheckpointError, match=f'{url}.*404'):
         download.fetch_pretrained(url, cache_dir=str(tmp_path / 'cache'))
-    assert os.listdir(tmp_path / 'cache') == []
+    assert _unlocked_entries(tmp_path / 'cache') == []
 
 
 def test_truncated_transfer_is_an_error(server, tmp_path):
@@ -182,5 +190,98 @@ def test_bad_archive_is_not_cached(server, tmp_path):
     cache = tmp_path / 'cache'
     with pytest.raises(CheckpointError, match="'../evil'"):
         download.fetch_pretrained(server.url + '/evil.tar', cache_dir=str(cache))
-    assert os.listdir(cache) == []
+    assert _unlocked_entries(cache) == []
     assert not (tmp_path / 'evil').exists()
+
+
+# -- several processes fetching the same URL at once ----------------------------------
+PROCESSES = 4
+
+
+def _fetch_after_barrier(url, cache, barrier, results):
+    """In a child process: wait for the others, fetch, report (path, sha256)."""
+    try:
+        barrier.wait(30)
+        path = download.fetch_pretrained(url, cache_dir=cache)
+        with open(path, 'rb') as f:
+            results.put((os.getpid(), path, hashlib.sha256(f.read()).hexdigest()))
+    except BaseException as exc:  # reported to the test, not lost in the child
+        results.put((os.getpid(), 'error', repr(exc)))
+
+
+def _fetch_concurrently(url, cache):
+    """Start :data:`PROCESSES` forked processes that fetch ``url`` into
+    ``cache`` at the same moment; return their ``(pid, path, sha256)``."""
+    ctx = multiprocessing.get_context('fork')  # the children use no paddle kernel
+    barrier, results = ctx.Barrier(PROCESSES), ctx.Queue()
+    procs = [ctx.Process(target=_fetch_after_barrier, args=(url, cache, barrier, results))
+             for _ in range(PROCESSES)]
+    for proc in procs:
+        proc.start()
+    try:
+        out = [results.get(timeout=120) for _ in procs]
+    finally:
+        for proc in procs:
+            proc.join(30)
+    assert all(proc.exitcode == 0 for proc in procs), [p.exitcode for p in procs]
+    return out
+
+
+def test_concurrent_processes_download_a_file_once(server, tmp_path):
+    payload = os.urandom(24 << 20)  # long enough that the others arrive mid-download
+    (server.root / 'big.pdparams').write_bytes(payload)
+    cache = tmp_path / 'cache'
+
+    out = _fetch_concurrently(server.url + '/big.pdparams', str(cache))
+
+    assert server.requests == ['/big.pdparams']
+    expected = hashlib.sha256(payload).hexdigest()
+    assert [(path, digest) for _, path, digest in out] == \
+        [(str(cache / 'big.pdparams'), expected)] * PROCESSES
+    assert sorted(os.listdir(cache)) == ['.big.pdparams.lock', 'big.pdparams']
+
+
+def test_concurrent_processes_unpack_an_archive_once(server, tmp_path):
+    weights = tmp_path / 'model.pdparams'
+    _linear_weights(weights)
+    with open(weights, 'ab') as f:  # a big member: unpacking takes a while too
+        f.write(os.urandom(16 << 20))
+    _make_tar_gz(server.root / 'pack.tar.gz', {'pack/model.pdparams': weights})
+    cache = tmp_path / 'cache'
+
+    out = _fetch_concurrently(server.url + '/pack.tar.gz', str(cache))
+
+    assert server.requests == ['/pack.tar.gz']
+    expected = hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert [(path, digest) for _, path, digest in out] == \
+        [(str(cache / 'pack' / 'pack' / 'model.pdparams'), expected)] * PROCESSES
+    assert _unlocked_entries(cache) == ['pack']  # archive removed, no temp folders
+
+
+def test_a_held_lock_makes_fetch_wait(server, tmp_path):
+    """While another process holds the entry's lock, fetch_pretrained waits
+    and then uses what that process put in the cache (no request)."""
+    import fcntl
+    _linear_weights(server.root / 'w.pdparams')
+    cache = tmp_path / 'cache'
+    cache.mkdir()
+    holder = os.open(download.lock_path(str(cache), 'w.pdparams'),
+                     os.O_RDWR | os.O_CREAT)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    ctx = multiprocessing.get_context('fork')
+    barrier, results = ctx.Barrier(1), ctx.Queue()
+    child = ctx.Process(target=_fetch_after_barrier,
+                        args=(server.url + '/w.pdparams', str(cache), barrier, results))
+    child.start()
+    try:
+        child.join(1.0)
+        assert child.is_alive()  # waiting on the lock
+        (cache / 'w.pdparams').write_bytes(b'made by the lock holder')
+    finally:
+        fcntl.flock(holder, fcntl.LOCK_UN)
+        os.close(holder)
+    _, path, digest = results.get(timeout=60)
+    child.join(30)
+    assert path == str(cache / 'w.pdparams')
+    assert digest == hashlib.sha256(b'made by the lock holder').hexdigest()
+    assert server.requests == []

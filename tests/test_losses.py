@@ -77,3 +77,35 @@ def test_point_cross_entropy_samples_labels_nearest():
         [paddle.to_tensor(point_logits), paddle.to_tensor(points)],
         paddle.to_tensor(label))
     np.testing.assert_allclose(float(loss), expected, rtol=1e-6)
+
+
+# -- mixed precision: the cross entropy runs in float32 ----------------------------
+def test_float16_logits_give_a_float32_loss_and_float16_gradients():
+    half = paddle.to_tensor(LOGITS.astype('float16'), stop_gradient=False)
+    rounded = paddle.to_tensor(LOGITS.astype('float16').astype('float32'),
+                               stop_gradient=False)
+    loss_fn = CrossEntropyLoss(weight=[1.0, 2.0, 0.5])
+    loss_half = loss_fn(half, paddle.to_tensor(LABEL))
+    loss_rounded = loss_fn(rounded, paddle.to_tensor(LABEL))
+    assert loss_half.dtype == paddle.float32
+    np.testing.assert_allclose(float(loss_half), float(loss_rounded), rtol=1e-6)
+    loss_half.backward()
+    loss_rounded.backward()
+    assert half.grad.dtype == paddle.float16
+    np.testing.assert_allclose(half.grad.astype('float32').numpy(),
+                               rounded.grad.numpy(), atol=1e-3)
+
+
+def test_point_loss_with_float16_point_logits_is_float32():
+    label = paddle.to_tensor(np.array([[[0, 1], [255, 2]]], 'int64'))
+    points = paddle.to_tensor(np.array([[[0.25, 0.25], [0.75, 0.25], [0.75, 0.75]]],
+                                       'float32'))
+    logits = np.random.default_rng(1).normal(size=(1, 3, 3)).astype('float16')
+    loss = PointCrossEntropyLoss()([paddle.to_tensor(logits), points], label)
+    assert loss.dtype == paddle.float32
+    ce = np_ce(logits.astype('float32')[0], np.array([0, 1, 2]))
+    np.testing.assert_allclose(float(loss), ce.mean(), rtol=1e-5)
+    # float16 points are widened before the label is sampled
+    loss16 = PointCrossEntropyLoss()([paddle.to_tensor(logits), points.astype('float16')],
+                                     label)
+    np.testing.assert_allclose(float(loss16), float(loss), rtol=1e-6)

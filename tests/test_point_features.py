@@ -126,3 +126,138 @@ def test_training_points_ratio_zero_is_uniform_and_bad_ratios_raise():
     with pytest.raises(ValueError, match='importance_sample_ratio'):
         pf.get_uncertain_point_coords_with_randomness(
             _left_half_uncertain(), 8, 3, 1.5)
+
+
+# -- mixed precision: float16 maps give float32 points, indices and samples ---------
+def _half_and_rounded(shape, seed=3):
+    """A float16 tensor and the float32 tensor of the same (rounded) values."""
+    values = np.random.default_rng(seed).standard_normal(shape).astype('float16')
+    return paddle.to_tensor(values), paddle.to_tensor(values.astype('float32'))
+
+
+@pytest.mark.parametrize('sample', [pf.point_sample, pf.grid_sample_points])
+def test_float16_maps_are_sampled_in_float32(sample):
+    half, rounded = _half_and_rounded((2, 4, 6, 9))
+    points = paddle.to_tensor(np.random.default_rng(4).uniform(0, 1, (2, 50, 2))
+                              .astype('float32'))
+    out = sample(half, points)
+    assert out.dtype == paddle.float32
+    np.testing.assert_allclose(out.numpy(), sample(rounded, points).numpy(), atol=1e-6)
+    # float16 coordinates are widened too (the result is still float32)
+    assert sample(half, points.astype('float16')).dtype == paddle.float32
+
+
+def test_float16_maps_pass_gradients_back_in_float16():
+    half, _ = _half_and_rounded((1, 3, 5, 5))
+    half.stop_gradient = False
+    pf.point_sample(half, paddle.rand([1, 7, 2])).sum().backward()
+    assert half.grad.dtype == paddle.float16
+    assert float(half.grad.astype('float32').abs().sum()) > 0
+
+
+def test_uncertainty_and_points_of_float16_logits_are_float32_and_int64():
+    half, rounded = _half_and_rounded((2, 5, 6, 7), seed=5)
+    unc = pf.calculate_uncertainty(half)
+    assert unc.dtype == paddle.float32
+    np.testing.assert_array_equal(unc.numpy(), pf.calculate_uncertainty(rounded).numpy())
+    idx, coords = pf.get_uncertain_point_coords_on_grid(unc, 10)
+    assert idx.dtype == paddle.int64 and coords.dtype == paddle.float32
+    # training points: the same draw as from the float32 logits of the same values
+    paddle.seed(9)
+    from_half = pf.get_uncertain_point_coords_with_randomness(half, 20, 3, 0.75)
+    paddle.seed(9)
+    from_rounded = pf.get_uncertain_point_coords_with_randomness(rounded, 20, 3, 0.75)
+    assert from_half.dtype == paddle.float32
+    np.testing.assert_array_equal(from_half.numpy(), from_rounded.numpy())
+
+
+def test_scatter_casts_point_logits_to_the_map_dtype():
+    logits = paddle.zeros([1, 2, 2, 2])
+    vals = paddle.to_tensor([[[1.5, -2.0], [0.25, 3.0]]], dtype='float16')
+    out = pf.scatter_point_logits(logits, _t([[3, 0]], 'int32'), vals)
+    assert out.dtype == paddle.float32
+    np.testing.assert_array_equal(out.numpy().reshape(2, 4),
+                                  [[-2.0, 0, 0, 1.5], [3.0, 0, 0, 0.25]])
+
+
+def test_point_head_training_outputs_are_float32_for_float16_inputs():
+    from paddleseg.models.heads import PointHead
+    paddle.seed(2)
+    head = PointHead(num_classes=3, in_channels=[4], out_channels=8, num_points=16,
+                     dropout_ratio=0)
+    head.train()
+    fine, _ = _half_and_rounded((2, 4, 6, 7), seed=6)
+    coarse, _ = _half_and_rounded((2, 3, 6, 7), seed=7)
+    point_logits, points = head([fine], [coarse])
+    assert points.dtype == paddle.float32 and points.shape == [2, 16, 2]
+    assert point_logits.dtype == paddle.float32 and point_logits.shape == [2, 3, 16]
+
+
+def test_float32_region_turns_autocast_off_only_when_it_is_on(monkeypatch):
+    import contextlib
+    entered = []
+    monkeypatch.setattr(paddle.amp, 'auto_cast', lambda **kw: entered.append(kw) or
+                        contextlib.nullcontext())
+    monkeypatch.setattr(paddle.amp, 'is_autocast_enabled', lambda *a: False)
+    with pf.float32_region():
+        pass
+    assert entered == []
+    monkeypatch.setattr(paddle.amp, 'is_autocast_enabled', lambda *a: True)
+    pf.point_sample(MAP, _t([[[0.5, 0.5]]]))
+    assert entered and all(kw == {'enable': False} for kw in entered)
+
+
+# -- which sampler runs where -------------------------------------------------------
+class _FakePlace:
+    def __init__(self, kind):
+        self.kind = kind
+
+    def is_cpu_place(self):
+        return self.kind == 'cpu'
+
+    def is_cuda_pinned_place(self):
+        return False
+
+    def is_gpu_place(self):
+        return self.kind == 'gpu'
+
+    def is_xpu_place(self):
+        return self.kind == 'xpu'
+
+    def is_custom_place(self):
+        return self.kind not in ('cpu', 'gpu', 'xpu')
+
+    def custom_device_type(self):
+        return self.kind
+
+
+class _OnDevice:
+    def __init__(self, kind):
+        self.place = _FakePlace(kind)
+
+
+def test_gather_path_only_for_point_lists_on_cpu():
+    points = _t([[[0.5, 0.5]]])
+    assert pf.uses_gather(MAP, points)  # a real CPU tensor
+    assert pf.uses_gather(_OnDevice('cpu'), points)
+    for kind in ('gpu', 'xpu', 'npu'):
+        assert not pf.uses_gather(_OnDevice(kind), points), kind
+    assert not pf.uses_gather(MAP, points, mode='nearest')
+    assert not pf.uses_gather(MAP, _t([[[[0.5, 0.5]]]]))  # a grid
+
+
+def test_point_sample_off_cpu_goes_to_grid_sample(monkeypatch):
+    """Maps on a GPU (faked: the place is all point_sample looks at) never
+    reach the gather path; on the CPU they do."""
+    calls = []
+    real_gather = pf._gather_bilinear
+    monkeypatch.setattr(pf, '_gather_bilinear',
+                        lambda *a: calls.append('gather') or real_gather(*a))
+    points = _t([[[0.25, 0.25], [0.5, 0.5]]])
+    on_cpu = pf.point_sample(MAP, points).numpy()
+    assert calls == ['gather']
+    monkeypatch.setattr(pf, '_place_kind', lambda tensor: 'gpu')
+    on_gpu = pf.point_sample(MAP, points).numpy()
+    assert calls == ['gather']
+    np.testing.assert_allclose(on_gpu, on_cpu, atol=1e-6)
+    np.testing.assert_allclose(on_gpu[0, 0], [0.0, 1.5], atol=1e-6)

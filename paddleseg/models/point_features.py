@@ -4,21 +4,77 @@ Coordinates are normalised to ``[0, 1] x [0, 1]`` with ``(x, y)`` order, x
 along the width. Every function takes and returns tensors only; the point
 head composes them for training (uncertain points with randomness) and for
 inference (adaptive subdivision on the grid).
+
+Mixed precision: point coordinates are float32 and point indices int64
+whatever the dtype of the maps (a float16 coordinate is off by up to half a
+pixel on a 2048-pixel-wide label); sampling runs in float32 outside any
+``paddle.amp.auto_cast`` region, so float16 maps give float32 samples.
 """
+
+import contextlib
 
 import paddle
 import paddle.nn.functional as F
+
+GATHER_PLACES = ('cpu',)
+"""Device kinds on which :func:`point_sample` gathers and blends instead of
+calling ``F.grid_sample``: measured 3x faster on CPU; not measured elsewhere,
+so every other device (GPU, XPU, custom devices) keeps ``grid_sample``."""
+
+
+def float32_region():
+    """A context in which ``paddle.amp.auto_cast`` is off.
+
+    Entered only when autocast is on (``paddle.amp.is_autocast_enabled()``,
+    ~10 us; entering ``auto_cast(enable=False)`` costs ~100 us) and in
+    dynamic mode; otherwise a no-op context.
+    """
+    if paddle.in_dynamic_mode() and paddle.amp.is_autocast_enabled():
+        return paddle.amp.auto_cast(enable=False)
+    return contextlib.nullcontext()
+
+
+def as_float32(x):
+    """``x`` as float32: a cast only when it is another dtype."""
+    return x if x.dtype == paddle.float32 else x.astype('float32')
+
+
+def _place_kind(tensor):
+    """'cpu', 'gpu', 'xpu' or a custom device type: where ``tensor`` lives."""
+    place = tensor.place
+    if place.is_cpu_place() or place.is_cuda_pinned_place():
+        return 'cpu'
+    if place.is_gpu_place():
+        return 'gpu'
+    if place.is_xpu_place():
+        return 'xpu'
+    if place.is_custom_place():
+        return place.custom_device_type()
+    return 'other'
+
+
+def uses_gather(input, points, mode='bilinear'):
+    """Whether :func:`point_sample` takes the gather-and-blend path for
+    these arguments: bilinear sampling of a point list ``[N, P, 2]`` in
+    dynamic mode, of maps on a device of :data:`GATHER_PLACES`."""
+    return (points.ndim == 3 and mode == 'bilinear' and paddle.in_dynamic_mode()
+            and _place_kind(input) in GATHER_PLACES)
 
 
 def point_sample(input, points, align_corners=False, mode='bilinear'):
     """Sample ``input`` at normalised point coordinates.
 
-    Bilinear sampling at a list of points (``[N, P, 2]``) gathers the four
-    neighbours of every point and blends them (:func:`_gather_bilinear`),
-    about 3x faster on CPU than ``F.grid_sample`` with the same arithmetic
-    (differences ~1e-7); grids, ``'nearest'`` and static graphs (export:
-    shapes may be unknown until run time, and oneDNN's passes take
-    ``grid_sample``, not this pattern) go to ``F.grid_sample``.
+    On CPU, bilinear sampling at a list of points (``[N, P, 2]``) gathers
+    the four neighbours of every point and blends them
+    (:func:`_gather_bilinear`), about 3x faster than ``F.grid_sample`` with
+    the same arithmetic (differences ~1e-7). Maps on any other device (the
+    place of ``input`` decides, see :data:`GATHER_PLACES`), grids,
+    ``'nearest'`` and static graphs (export: shapes may be unknown until run
+    time, and oneDNN's passes take ``grid_sample``, not this pattern) go to
+    ``F.grid_sample``.
+
+    Sampling runs in float32 with autocast off: float16 (or other) maps and
+    coordinates are cast to float32 first, and the result is float32.
 
     Args:
         input (Tensor): Maps ``[N, C, H, W]``.
@@ -30,21 +86,42 @@ def point_sample(input, points, align_corners=False, mode='bilinear'):
         mode (str, optional): 'bilinear' or 'nearest'. Default: 'bilinear'.
 
     Returns:
-        Tensor: ``[N, C, P]`` (or ``[N, C, Hg, Wg]``), zero outside the map.
+        Tensor: ``[N, C, P]`` (or ``[N, C, Hg, Wg]``) float32, zero outside
+        the map.
     """
-    if points.ndim == 3 and mode == 'bilinear' and paddle.in_dynamic_mode():
-        return _gather_bilinear(input, points, align_corners)
+    if uses_gather(input, points, mode):
+        with float32_region():
+            return _gather_bilinear(as_float32(input), as_float32(points),
+                                    align_corners)
     return grid_sample_points(input, points, align_corners, mode)
 
 
 def grid_sample_points(input, points, align_corners=False, mode='bilinear'):
     """:func:`point_sample` through ``F.grid_sample``, always (same arguments
-    and result); PaddleSeg's way, bit for bit."""
+    and result, float32 too); PaddleSeg's way, bit for bit."""
     flat = points.ndim == 3
-    grid = points.unsqueeze(2) if flat else points
-    out = F.grid_sample(input, grid * 2.0 - 1.0, mode=mode,
-                        align_corners=align_corners)
+    with float32_region():
+        input, points = as_float32(input), as_float32(points)
+        grid = points.unsqueeze(2) if flat else points
+        out = _grid_sample(input, grid * 2.0 - 1.0, mode, align_corners)
     return out.squeeze(3) if flat else out
+
+
+def _grid_sample(input, grid, mode, align_corners):
+    """``F.grid_sample`` with zero padding; in an old-IR static graph
+    (``FLAGS_enable_pir_api=0``, ``export.py --format paddle_legacy``),
+    where Paddle 3.3's ``F.grid_sample`` builds new-IR ops only, the
+    ``grid_sampler`` op that it stands for."""
+    if paddle.in_dynamic_mode() or paddle.framework.in_pir_mode():
+        return F.grid_sample(input, grid, mode=mode, align_corners=align_corners)
+    from paddle.base.layer_helper import LayerHelper
+    helper = LayerHelper('grid_sample')
+    out = helper.create_variable_for_type_inference(input.dtype)
+    helper.append_op(type='grid_sampler', inputs={'X': input, 'Grid': grid},
+                     outputs={'Output': out},
+                     attrs={'mode': mode, 'padding_mode': 'zeros',
+                            'align_corners': align_corners})
+    return out
 
 
 def _gather_bilinear(input, points, align_corners):
@@ -85,11 +162,14 @@ def calculate_uncertainty(logits):
         logits (Tensor): ``[N, C, ...]`` with ``C >= 2``.
 
     Returns:
-        Tensor: ``[N, 1, ...]``, at most 0; the highest values are the most
-        uncertain locations (a tie between the two best classes gives 0).
+        Tensor: ``[N, 1, ...]`` float32, at most 0; the highest values are
+        the most uncertain locations (a tie between the two best classes
+        gives 0). Float16 logits are compared as they are and their two
+        best values subtracted in float32.
     """
-    top2 = paddle.topk(logits, k=2, axis=1)[0]
-    return (top2[:, 1] - top2[:, 0]).unsqueeze(1)
+    top2 = as_float32(paddle.topk(logits, k=2, axis=1)[0])
+    with float32_region():
+        return (top2[:, 1] - top2[:, 0]).unsqueeze(1)
 
 
 def get_uncertain_point_coords_with_randomness(
@@ -110,8 +190,10 @@ def get_uncertain_point_coords_with_randomness(
         align_corners (bool, optional): Used to sample the logits. Default: False.
 
     Returns:
-        Tensor: ``[N, P, 2]`` float32 coordinates in ``[0, 1]``; the uncertain
-        points come first, each group in descending uncertainty for the first.
+        Tensor: ``[N, P, 2]`` float32 coordinates in ``[0, 1]`` (also for
+        float16 logits: the uncertainty is computed from float32 samples);
+        the uncertain points come first, each group in descending
+        uncertainty for the first.
     """
     if oversample_ratio < 1:
         raise ValueError('oversample_ratio must be >= 1, got {}'.format(
@@ -124,7 +206,8 @@ def get_uncertain_point_coords_with_randomness(
     num_random = num_points - num_uncertain
     groups = []
     if num_uncertain > 0:
-        coords = paddle.rand([batch, int(num_points * oversample_ratio), 2])
+        coords = paddle.rand([batch, int(num_points * oversample_ratio), 2],
+                             dtype='float32')
         # grid_sample's exact rounding, as PaddleSeg: near-ties in the
         # uncertainty then fall the same way, and a seed draws its points
         uncertainty = calculate_uncertainty(
@@ -133,7 +216,7 @@ def get_uncertain_point_coords_with_randomness(
         groups.append(paddle.take_along_axis(
             coords, idx.unsqueeze(-1).expand([batch, num_uncertain, 2]), axis=1))
     if num_random > 0:
-        groups.append(paddle.rand([batch, num_random, 2]))
+        groups.append(paddle.rand([batch, num_random, 2], dtype='float32'))
     return paddle.concat(groups, axis=1) if len(groups) > 1 else groups[0]
 
 
@@ -150,13 +233,20 @@ def get_uncertain_point_coords_on_grid(uncertainty_map, num_points):
         centres ``((col + 0.5) / W, (row + 0.5) / H)``.
     """
     n, _, h, w = uncertainty_map.shape
+    flat = uncertainty_map.reshape([n, h * w])
     if isinstance(h, int) and isinstance(w, int):
         num_points = min(h * w, int(num_points))
     else:  # paddle.jit.to_static with a dynamic size: h, w are tensors
-        num_points = paddle.clip(h * w, max=int(num_points))
-    point_indices = paddle.topk(uncertainty_map.reshape([n, h * w]),
-                                k=num_points, axis=1)[1]
-    w_step, h_step = 1.0 / w, 1.0 / h
+        # H * W read from the flat shape, not multiplied: Paddle
+        # Inference's oneDNN passes would fuse an integer multiply with
+        # the clip (as an activation) and fail on an old-IR program
+        num_points = paddle.clip(paddle.shape(flat)[1], max=int(num_points))
+    point_indices = paddle.topk(flat, k=num_points, axis=1)[1]
+    if isinstance(h, int) and isinstance(w, int):
+        w_step, h_step = 1.0 / w, 1.0 / h
+    else:  # float32 of shape [1]: oneDNN divides neither integers nor 0-D
+        w_step = 1.0 / w.astype('float32').reshape([1])
+        h_step = 1.0 / h.astype('float32').reshape([1])
     x = w_step / 2.0 + (point_indices % w).astype('float32') * w_step
     y = h_step / 2.0 + (point_indices // w).astype('float32') * h_step
     return point_indices, paddle.stack([x, y], axis=2)
@@ -171,10 +261,16 @@ def scatter_point_logits(logits, point_indices, point_logits):
         point_logits (Tensor): ``[N, C, P]``.
 
     Returns:
-        Tensor: A new ``[N, C, H, W]`` tensor equal to ``logits`` except at the
-        given points, where it holds ``point_logits``.
+        Tensor: A new ``[N, C, H, W]`` tensor of ``logits``' dtype, equal to
+        ``logits`` except at the given points, where it holds
+        ``point_logits`` (cast to that dtype: under mixed precision the
+        point logits may be float32 and the map float16, or the reverse).
     """
     n, c, h, w = logits.shape
+    if point_logits.dtype != logits.dtype:
+        point_logits = point_logits.astype(logits.dtype)
+    if point_indices.dtype != paddle.int64:
+        point_indices = point_indices.astype('int64')
     idx = point_indices.unsqueeze(1).expand([n, c, point_indices.shape[1]])
     flat = paddle.put_along_axis(logits.reshape([n, c, h * w]), idx,
                                  point_logits, axis=2, reduce='assign')

@@ -2,6 +2,7 @@
 Kirillov et al., CVPR 2020), weight-compatible with PaddleSeg's ``PointRend``.
 """
 
+import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
@@ -56,7 +57,9 @@ class PointRend(nn.Layer):
     Shapes: ``[N, 3, H, W]`` ->
         training: ``[coarse logits [N, num_classes, H, W],
         [point logits [N, num_classes, P], points [N, P, 2]]]``;
-        inference: ``[refined logits [N, num_classes, H, W]]``.
+        inference: ``[refined logits [N, num_classes, H, W]]``, float32
+        also under mixed precision (the losses cast the training outputs
+        to float32 themselves, and the points are always float32).
     """
 
     def __init__(self, num_classes, backbone, backbone_indices,
@@ -116,7 +119,11 @@ class PointRend(nn.Layer):
         size = x.shape[2:]
         if self.training:
             return [self._resize(coarse[0], size), points]
-        return [self._resize(points[0], size)]
+        refined = self._resize(points[0], size)
+        # under mixed precision the logits may be float16; what callers
+        # (evaluation, prediction, export) get is float32 either way
+        return [refined if refined.dtype == paddle.float32
+                else refined.astype('float32')]
 
     def _resize(self, logits, size):
         return F.interpolate(logits, size, mode='bilinear',

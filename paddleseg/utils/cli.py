@@ -89,13 +89,40 @@ def add_inference_args(parser):
                         help='Also average the vertically flipped image.')
 
 
+def add_precision_args(parser):
+    """--fp16, --precision fp32|fp16, --amp_level O1|O2 (as train.py's)."""
+    parser.add_argument('--fp16', action='store_true',
+                        help='Mixed precision (GPU); same as --precision fp16.')
+    parser.add_argument('--precision', choices=['fp32', 'fp16'], default='fp32',
+                        help='fp16 needs a GPU; elsewhere fp32 with a warning.')
+    parser.add_argument('--amp_level', choices=['O1', 'O2'], default='O1',
+                        help='With fp16: O1 casts op by op, O2 casts the '
+                             'whole model to fp16 (except normalisation).')
+
+
+def precision_of(args):
+    """The precision that --fp16 / --precision ask for."""
+    return 'fp16' if getattr(args, 'fp16', False) else getattr(args, 'precision', 'fp32')
+
+
 def setup_device(device=None, cpu_threads=None):
-    """Select the device and, on CPU, use every core (or ``cpu_threads``)."""
+    """Select the device and, on CPU, use every core (or ``cpu_threads``).
+
+    ``device`` is ``cpu``, ``gpu``, ``xpu``, ``npu`` (or another custom
+    device type), optionally ``:index``; None picks ``gpu`` when paddle is
+    built with CUDA and sees a GPU, else ``cpu``. A device this PaddlePaddle
+    build cannot use (``gpu`` on a CPU-only build, ``xpu`` without XPU
+    support, ``npu`` without its plugin, none visible) raises one
+    :class:`~paddleseg.errors.ConfigError` line naming it
+    (:func:`paddleseg.utils.dist.resolve_device`).
+
+    Returns:
+        int|None: The CPU thread count set (see ``set_cpu_threads``).
+    """
     import paddle
+    from paddleseg.utils.dist import resolve_device
     from paddleseg.utils.env import set_cpu_threads
-    if device is None:
-        device = 'gpu' if paddle.is_compiled_with_cuda() else 'cpu'
-    paddle.set_device(device)
+    paddle.set_device(resolve_device(device))
     return set_cpu_threads(cpu_threads)
 
 

@@ -3,9 +3,16 @@
 :func:`download_file` fetches one URL, :func:`extract_archive` unpacks a
 .tar/.tar.gz/.tgz/.zip safely, and :func:`fetch_pretrained` combines them with
 a cache folder so each archive is downloaded once.
+
+Several processes (the ranks of ``paddle.distributed.launch`` on one
+machine, or two jobs) asking for the same URL download it once: each takes
+an exclusive ``flock`` on ``<cache>/.<file name>.lock`` first; the first
+downloads (to a temporary name, renamed when complete) and unpacks, the
+others wait and then find the completed file in the cache.
 """
 
 import contextlib
+import errno
 import http.client
 import os
 import shutil
@@ -18,6 +25,11 @@ import zipfile
 import zlib
 
 from tqdm import tqdm
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no locking
+    fcntl = None
 
 from paddleseg.errors import CheckpointError
 from paddleseg.utils import logger
@@ -198,7 +210,8 @@ def fetch_pretrained(url_or_path, cache_dir=None):
 
     A local path is returned unchanged. A URL is downloaded once into the
     cache folder (see :func:`cache_folder`; ``cache_dir`` defaults to None)
-    under its file name and reused afterwards. An archive
+    under its file name and reused afterwards, also by processes that ask
+    for it at the same time (they wait on :func:`cache_lock`). An archive
     (.tar/.tar.gz/.tgz/.zip) is unpacked into a folder named after it, the
     archive itself is deleted, and the ``model.pdparams`` inside (or the only
     ``.pdparams`` file) is returned.
@@ -216,9 +229,63 @@ def fetch_pretrained(url_or_path, cache_dir=None):
         raise CheckpointError(f'Cannot tell the file name of {url_or_path}')
     folder = cache_folder(cache_dir)
     stem = archive_stem(name)
-    if stem is None:
-        return _cached_file(url_or_path, os.path.join(folder, name))
-    return find_weights(_cached_archive(url_or_path, folder, name, stem))
+    with cache_lock(folder, name):
+        if stem is None:
+            return _cached_file(url_or_path, os.path.join(folder, name))
+        return find_weights(_cached_archive(url_or_path, folder, name, stem))
+
+
+def lock_path(folder, name):
+    """The lock file of cache entry ``name`` in ``folder``."""
+    return os.path.join(folder, '.{}.lock'.format(name))
+
+
+@contextlib.contextmanager
+def cache_lock(folder, name):
+    """Hold an exclusive lock on cache entry ``name`` of ``folder``.
+
+    ``fcntl.flock`` on :func:`lock_path` (created if missing and left in
+    place: deleting a lock file another process waits on would let a third
+    one lock a new file). Blocks until the lock is free, logging once that
+    it waits. The lock goes with the file descriptor, so a process that
+    dies releases it. Where locking is impossible (no ``fcntl``, a
+    filesystem without ``flock``, a read-only cache), a warning is logged
+    and the block runs unlocked: downloads still land under a temporary
+    name renamed when complete.
+    """
+    os.makedirs(folder, exist_ok=True)
+    path = lock_path(folder, name)
+    fd = None
+    if fcntl is not None:
+        try:
+            # read-only is enough for flock (and works on a lock file of another user)
+            fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)
+        except OSError as exc:
+            logger.warning('Cannot create the lock file %s (%s); fetching %s unlocked',
+                           path, exc, name)
+    try:
+        if fd is not None:
+            _lock(fd, path, name)
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)  # releases the lock
+
+
+def _lock(fd, path, name):
+    """flock ``fd`` exclusively, waiting (with a log line) if it is taken."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            logger.warning('Cannot lock %s (%s); fetching %s unlocked', path, exc, name)
+            return
+    logger.info('Waiting for another process to finish fetching %s', name)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError as exc:
+        logger.warning('Cannot lock %s (%s); fetching %s unlocked', path, exc, name)
 
 
 def _cached_file(url, path):

@@ -5,6 +5,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from paddleseg.cvlibs import manager
+from paddleseg.models.point_features import as_float32, float32_region
 
 EPS = 1e-8
 
@@ -26,9 +27,20 @@ def weighted_cross_entropy(logits, label, weight=None, ignore_index=255,
             Default: 255.
         top_k_percent_pixels (float, optional): In ``(0, 1]``. Default: 1.0.
 
+    Mixed precision: the loss is computed in float32 with
+    ``paddle.amp.auto_cast`` off, whatever the dtype of ``logits`` (float16
+    logits are cast first; the gradient flows back in their dtype).
+
     Returns:
-        Tensor: Scalar loss.
+        Tensor: Scalar float32 loss.
     """
+    with float32_region():
+        return _weighted_cross_entropy(as_float32(logits), label, weight,
+                                       ignore_index, top_k_percent_pixels)
+
+
+def _weighted_cross_entropy(logits, label, weight, ignore_index,
+                            top_k_percent_pixels):
     label = label.astype('int64')
     valid = label != ignore_index
     safe_label = paddle.where(valid, label, paddle.zeros_like(label))
@@ -36,7 +48,7 @@ def weighted_cross_entropy(logits, label, weight=None, ignore_index=255,
     ce = -paddle.take_along_axis(logp, safe_label.unsqueeze(1), axis=1).squeeze(1)
     coef = valid.astype(logits.dtype)
     if weight is not None:
-        coef = coef * paddle.gather(weight, safe_label.flatten()).reshape(
+        coef = coef * paddle.gather(as_float32(weight), safe_label.flatten()).reshape(
             safe_label.shape)
     loss = (ce * coef).flatten()
     coef = coef.flatten()

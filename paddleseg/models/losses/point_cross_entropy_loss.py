@@ -2,7 +2,7 @@
 
 from paddleseg.cvlibs import manager
 from paddleseg.models.losses.cross_entropy_loss import _WeightedCE
-from paddleseg.models.point_features import point_sample
+from paddleseg.models.point_features import as_float32, point_sample
 
 
 @manager.LOSSES.add_component
@@ -25,6 +25,10 @@ class PointCrossEntropyLoss(_WeightedCE):
 
     Shapes: ``forward([point_logits [N, C, P], points [N, P, 2]],
     label [N, H, W] or [N, 1, H, W])`` -> scalar.
+
+    Mixed precision: the label is sampled at float32 coordinates and the
+    cross entropy computed in float32 with autocast off, whatever the dtype
+    of the point logits and points.
     """
 
     def __init__(self, weight=None, ignore_index=255, top_k_percent_pixels=1.0,
@@ -36,7 +40,9 @@ class PointCrossEntropyLoss(_WeightedCE):
         point_logits, points = logits
         if label.ndim == 3:
             label = label.unsqueeze(1)
-        point_label = point_sample(label.astype('float32'), points,
+        # float32 coordinates and label values (a float16 label would lose
+        # no class id below 2048, but its coordinates would lose pixels)
+        point_label = point_sample(label.astype('float32'), as_float32(points),
                                    align_corners=self.align_corners,
                                    mode='nearest')
         return self._loss(point_logits, point_label.squeeze(1).astype('int64'))

@@ -1,0 +1,197 @@
+"""paddleseg.utils.dist: device checks, and the decisions rank 0 makes for
+every rank, with one process and under a real two-process CPU launch."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import paddle
+import pytest
+
+from robust_helpers import LAUNCH_ENV, ROOT, make_data, one_error_line, run_cli, write_config
+from paddleseg.errors import ConfigError
+from paddleseg.utils import dist
+from paddleseg.utils.checkpoint import save_checkpoint
+from paddleseg.utils.cli import setup_device
+
+DRIVER = os.path.join(ROOT, 'tests', 'dist_resume_driver.py')
+
+
+# -- devices ---------------------------------------------------------------------
+def test_device_kind_keeps_xpu_and_custom_devices_apart():
+    assert dist.device_kind('gpu:0') == 'gpu'
+    assert dist.device_kind('xpu:1') == 'xpu'
+    assert dist.device_kind('npu:0') == 'npu'
+    assert dist.device_kind('iluvatar_gpu:0') == 'iluvatar_gpu'
+    assert dist.device_kind('cpu') == 'cpu'
+    assert dist.device_kind() == 'cpu'  # the test suite's device
+
+
+@pytest.mark.parametrize('device, words', [
+    ('gpu', ['--device gpu:', 'CPU-only build', 'paddlepaddle-gpu', '--device cpu']),
+    ('xpu', ['--device xpu:', 'cannot run on xpu', 'XPU build']),
+    ('npu', ['--device npu:', 'cannot run on npu', 'paddle-custom-npu']),
+])
+def test_devices_this_build_lacks_are_one_line_errors(device, words):
+    """This machine's paddle is a CPU-only build: every other device is
+    refused before paddle.set_device, naming it."""
+    before = paddle.get_device()
+    with pytest.raises(ConfigError) as info:
+        setup_device(device)
+    message = str(info.value)
+    assert '\n' not in message
+    for word in words:
+        assert word in message
+    assert paddle.get_device() == before
+
+
+@pytest.fixture
+def set_device_calls(monkeypatch):
+    calls = []
+    monkeypatch.setattr(paddle, 'set_device', calls.append)
+    return calls
+
+
+def test_a_registered_custom_device_and_an_xpu_build_are_used(monkeypatch, set_device_calls):
+    monkeypatch.setattr(paddle.device, 'get_all_custom_device_type', lambda: ['npu'])
+    monkeypatch.setattr(paddle.device, 'get_available_custom_device',
+                        lambda: ['npu:0', 'npu:1'])
+    setup_device('npu', cpu_threads=1)
+    setup_device('npu:1', cpu_threads=1)
+    with pytest.raises(ConfigError, match=r'--device npu:2: only 2 npu device\(s\) visible'):
+        setup_device('npu:2', cpu_threads=1)
+    monkeypatch.setattr(paddle, 'is_compiled_with_xpu', lambda: True)
+    monkeypatch.setattr(paddle.device.xpu, 'device_count', lambda: 1)
+    setup_device('xpu', cpu_threads=1)
+    assert set_device_calls == ['npu', 'npu:1', 'xpu']
+
+
+def test_a_cuda_build_without_visible_gpus_says_so(monkeypatch, set_device_calls):
+    monkeypatch.setattr(paddle, 'is_compiled_with_cuda', lambda: True)
+    monkeypatch.setattr(paddle.device.cuda, 'device_count', lambda: 0)
+    with pytest.raises(ConfigError, match='sees no gpu device.*CUDA_VISIBLE_DEVICES'):
+        setup_device('gpu', cpu_threads=1)
+    assert dist.resolve_device(None) == 'cpu'  # the default falls back
+    monkeypatch.setattr(paddle.device.cuda, 'device_count', lambda: 2)
+    assert dist.resolve_device(None) == 'gpu'
+    setup_device('GPU:1', cpu_threads=1)
+    assert set_device_calls == ['gpu:1']
+
+
+@pytest.mark.parametrize('script, device', [('train.py', 'gpu'), ('val.py', 'npu')])
+def test_entry_scripts_print_one_line_for_a_missing_device(tmp_path, script, device):
+    cfg = write_config(tmp_path / 'tiny.yml', make_data(tmp_path / 'data'))
+    args = ['--config', cfg, '--device', device]
+    args += (['--save_dir', tmp_path / 'out'] if script == 'train.py'
+             else ['--model_path', tmp_path / 'missing.pdparams'])
+    proc = run_cli(script, *args)
+    assert proc.returncode == 2
+    line = one_error_line(proc.stderr, script)
+    assert '--device {}: PaddlePaddle'.format(device) in line
+    assert 'cannot run on {}'.format(device) in line
+
+
+# -- one process ---------------------------------------------------------------------
+def _checkpoint(folder, it):
+    save_checkpoint({'model.pdparams': {'w': paddle.full([2], float(it))}},
+                    str(folder), meta={'iter': it})
+
+
+def test_single_process_resume_and_seed(tmp_path):
+    save_dir = tmp_path / 'out'
+    assert dist.resolve_resume(str(save_dir), 'auto') is None
+    _checkpoint(save_dir / 'iter_2', 2)
+    _checkpoint(save_dir / 'iter_10', 10)
+    (save_dir / 'iter_12').mkdir()  # incomplete: no meta.json
+    assert dist.resolve_resume(str(save_dir), 'auto') == str(save_dir / 'iter_10')
+    assert dist.resolve_resume(str(save_dir), None) is None
+    assert dist.resolve_resume(str(save_dir), 'elsewhere/iter_3') == 'elsewhere/iter_3'
+    assert dist.shared_seed(5) == 5
+    seeds = {dist.shared_seed() for _ in range(4)}
+    assert len(seeds) > 1 and all(0 <= s < 2 ** 31 for s in seeds)
+    assert dist.broadcast_object({'a': 1}) == {'a': 1}
+    assert dist.all_gather_objects(3) == [3]
+
+
+# -- two processes (paddle.distributed.launch on CPU) ----------------------------------
+def _launch(tmp_path, save_dir, resume='auto'):
+    """Run the driver on 2 ranks; return (exit status, {rank: record}, logs)."""
+    out, log_dir = tmp_path / 'records', tmp_path / 'log'
+    cmd = [sys.executable, '-m', 'paddle.distributed.launch', '--nproc_per_node', '2',
+           '--log_dir', str(log_dir), DRIVER, str(out), str(save_dir), resume]
+    proc = subprocess.run(cmd, cwd=ROOT, env=LAUNCH_ENV, capture_output=True, text=True,
+                          timeout=300)
+    records = {}
+    for rank in (0, 1):
+        path = out / 'rank{}.json'.format(rank)
+        if path.exists():
+            records[rank] = json.loads(path.read_text())
+    logs = {rank: (log_dir / 'workerlog.{}'.format(rank)).read_text(errors='replace')
+            if (log_dir / 'workerlog.{}'.format(rank)).exists() else ''
+            for rank in (0, 1)}
+    return proc.returncode, records, logs, proc.stdout + proc.stderr
+
+
+def test_two_ranks_on_a_shared_disk_follow_rank_0(tmp_path):
+    shared = tmp_path / 'shared'
+    _checkpoint(shared / 'iter_4', 4)
+    _checkpoint(shared / 'iter_8', 8)
+    (shared / 'iter_9').mkdir()  # half-written: skipped
+    status, records, logs, output = _launch(tmp_path, shared)
+    assert status == 0, output[-3000:] + logs[0][-2000:] + logs[1][-2000:]
+    assert records[0]['world'] == records[1]['world'] == 2
+    assert records[0]['resume'] == records[1]['resume'] == str(shared / 'iter_8')
+    assert records[0]['seed'] == records[1]['seed']  # rank 0's fresh seed
+    assert records[0]['given_seed'] == records[1]['given_seed'] == 17
+
+
+def test_a_rank_without_the_checkpoint_fails_clearly_on_every_rank(tmp_path):
+    """No shared disk: each rank has its own save_dir, and rank 1's lacks
+    the iter_8 that rank 0 resumes from (it has an older one, iter_4):
+    training from iter_4 there, or from scratch, would silently diverge."""
+    _checkpoint(tmp_path / 'node0' / 'iter_4', 4)
+    _checkpoint(tmp_path / 'node0' / 'iter_8', 8)
+    _checkpoint(tmp_path / 'node1' / 'iter_4', 4)
+    status, records, logs, output = _launch(tmp_path, tmp_path / 'node{rank}')
+    assert status != 0
+    missing = str(tmp_path / 'node1' / 'iter_8')
+    host = socket.gethostname()
+    error_line = [line for line in logs[1].splitlines()
+                  if line.startswith('dist_resume_driver: error: ')]
+    assert len(error_line) == 1, logs[1][-3000:]
+    message = records[1]['error']
+    assert error_line[0] == 'dist_resume_driver: error: ' + message
+    assert 'rank 1 on host {}: {} does not exist'.format(host, missing) in message
+    assert 'rank 0 (host {}) resumes from {} (iter 8)'.format(
+        host, tmp_path / 'node0' / 'iter_8') in message
+    assert 'copy' in message and 'shared by all machines' in message
+    assert 'rank 0 on host' not in message  # rank 0 has it
+    assert 'resume' not in records[1]
+    if 0 in records:  # rank 0 fails with the same line (unless the launcher ended it first)
+        assert records[0]['error'] == message
+
+
+def test_once_copied_both_ranks_resume_their_own_copy(tmp_path):
+    for node in ('node0', 'node1'):
+        _checkpoint(tmp_path / node / 'iter_8', 8)
+    _checkpoint(tmp_path / 'node1' / 'iter_12', 12)  # newer, but rank 0 decides
+    status, records, logs, output = _launch(tmp_path, tmp_path / 'node{rank}')
+    assert status == 0, output[-3000:] + logs[1][-2000:]
+    assert records[0]['resume'] == str(tmp_path / 'node0' / 'iter_8')
+    assert records[1]['resume'] == str(tmp_path / 'node1' / 'iter_8')
+
+
+def test_an_explicit_checkpoint_missing_on_one_rank_fails_clearly(tmp_path):
+    _checkpoint(tmp_path / 'node0' / 'iter_8', 8)
+    (tmp_path / 'node1' / 'iter_8').mkdir(parents=True)  # half-copied: no meta.json
+    status, records, logs, output = _launch(
+        tmp_path, tmp_path / 'node{rank}', str(tmp_path / 'node{rank}' / 'iter_8'))
+    assert status != 0
+    message = records[1]['error']
+    assert message.startswith('--resume_model {}: rank 1 on host {}: {} is not a complete '
+                              'checkpoint'.format(tmp_path / 'node1' / 'iter_8',
+                                                  socket.gethostname(),
+                                                  tmp_path / 'node1' / 'iter_8'))
+    assert 'rank 0 on host' not in message
