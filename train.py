@@ -14,14 +14,13 @@ saving ``<save_dir>/iter_<N>`` (resume with ``--resume_model auto``).
 
 import argparse
 import os
-
-# Training only (it costs inference ~10%): Intel OpenMP's idle workers
-# otherwise spin 200 ms after each kernel and slow down the kernels that run
-# outside OpenMP, Adam's among them; read when OpenMP starts, so set before
-# paddle runs a kernel. See paddleseg.utils.env.idle_threads_sleep.
-os.environ.setdefault('KMP_BLOCKTIME', '0')
+import sys
 
 from paddleseg.utils.cli import add_common_args, str2bool, user_errors
+
+EXIT_STALLED = 124
+"""Exit status when a training step makes no progress for --stall_timeout
+seconds (as timeout(1))."""
 
 
 def parse_args(argv=None):
@@ -82,6 +81,25 @@ def warmup_opts(args):
     return []
 
 
+def stall_watchdog(timeout, rank):
+    """A :class:`~paddleseg.core.stop.StallWatchdog` that ends this process
+    with :data:`EXIT_STALLED` when a training step makes no progress for
+    ``timeout`` seconds (``os._exit``: the main thread is blocked inside
+    paddle, e.g. in a collective waiting for a process that died)."""
+    from paddleseg.core.stop import StallWatchdog
+    from paddleseg.utils import logger
+
+    def exit_stalled(seconds, what):
+        message = ('rank {}: no progress for {:g} s in {} (a stuck collective? did another '
+                   'process of the job die?); exiting with status {}'.format(
+                       rank, seconds, what, EXIT_STALLED))
+        logger.error(message)
+        print('train: error: ' + message, file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(EXIT_STALLED)
+    return StallWatchdog(timeout, on_stall=exit_stalled)
+
+
 def main(argv=None):
     args = parse_args(argv)
     with user_errors(args.debug, 'train.py'):
@@ -95,7 +113,7 @@ def run(args):
     from paddleseg.cvlibs.config import load_and_check
     from paddleseg.errors import ConfigError
     from paddleseg.utils.cli import setup_device
-    from paddleseg.utils.env import init_distributed, seed_everything
+    from paddleseg.utils.env import init_distributed, seed_everything, tune_process
 
     if args.data_format != 'NCHW':
         raise ConfigError('--data_format: PointRend supports only NCHW')
@@ -104,7 +122,9 @@ def run(args):
                          batch_size=args.batch_size,
                          learning_rate=args.learning_rate)
     setup_device(args.device, args.cpu_threads)
-    init_distributed()
+    # before the first kernel: MKL's code path, OpenMP's idle threads, malloc
+    tune_process(training=True)
+    rank, _ = init_distributed()
     if args.seed is not None:  # the initial weights too
         seed_everything(args.seed)
     model = builder.build_model(cfg, args.config)
@@ -114,17 +134,18 @@ def run(args):
     losses = builder.build_losses(cfg, args.config)
     lr = builder.build_lr_scheduler(cfg, cfg['iters'], args.config)
     optimizer = builder.build_optimizer(cfg, model, lr, args.config)
-    train(model, train_dataset, losses=losses, optimizer=optimizer,
-          iters=cfg['iters'], batch_size=cfg['batch_size'],
-          val_dataset=val_dataset, save_dir=args.save_dir,
-          save_interval=args.save_interval, log_iters=args.log_iters,
-          num_workers=args.num_workers, use_vdl=args.use_vdl,
-          keep_checkpoint_max=args.keep_checkpoint_max, do_eval=args.do_eval,
-          resume_model=args.resume_model,
-          precision='fp16' if args.fp16 else args.precision,
-          amp_level=args.amp_level, seed=args.seed, nan_policy=args.nan_policy,
-          eval_kwargs=cfg.get('test_config') or {},
-          eval_interval=args.eval_interval, stall_timeout=args.stall_timeout)
+    with stall_watchdog(args.stall_timeout, rank) as watchdog:
+        train(model, train_dataset, losses=losses, optimizer=optimizer,
+              iters=cfg['iters'], batch_size=cfg['batch_size'],
+              val_dataset=val_dataset, save_dir=args.save_dir,
+              save_interval=args.save_interval, log_iters=args.log_iters,
+              num_workers=args.num_workers, use_vdl=args.use_vdl,
+              keep_checkpoint_max=args.keep_checkpoint_max, do_eval=args.do_eval,
+              resume_model=args.resume_model,
+              precision='fp16' if args.fp16 else args.precision,
+              amp_level=args.amp_level, seed=args.seed, nan_policy=args.nan_policy,
+              eval_kwargs=cfg.get('test_config') or {},
+              eval_interval=args.eval_interval, watchdog=watchdog)
 
 
 if __name__ == '__main__':

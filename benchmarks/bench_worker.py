@@ -68,7 +68,7 @@ def setup(args):
         if args.device == 'cpu' and args.mmap_threshold >= 0:
             tune_host_allocator(args.mmap_threshold)
         elif args.device == 'cpu' and args.task == 'train':
-            tune_host_allocator()  # what paddleseg.core.train does
+            tune_host_allocator()  # what train.py does (paddleseg.utils.env.tune_process)
     else:
         os.chdir('/tmp')  # never import this repository's paddleseg/
         sys.path = [p for p in sys.path if os.path.abspath(p or '.') != ROOT]

@@ -27,8 +27,9 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-# as the user started us: importing paddleseg sets MKL_DEBUG_CPU_TYPE
-# (paddleseg.mkl_dispatch), which the PaddleSeg side gets only with --mkl same
+# as the user started us: our side's workers get MKL_DEBUG_CPU_TYPE as our
+# entry scripts set it (paddleseg.utils.env.tune_process, see run_worker),
+# the PaddleSeg side only with --mkl same
 ENV_BEFORE = dict(os.environ)
 sys.path.insert(0, ROOT)
 from paddleseg import mkl_dispatch  # noqa: E402
@@ -99,9 +100,9 @@ def ref_python(venv):
 
 
 def side_env(side, mode):
-    """The environment of a worker: ours as started (its import picks MKL's
-    path); PaddleSeg's likewise, plus with ``mode == 'same'`` the path ours
-    picks on this CPU."""
+    """The environment of a worker as started (:func:`run_worker` adds to
+    ours the MKL path that our entry scripts' ``tune_process`` picks);
+    PaddleSeg's likewise, plus with ``mode == 'same'`` that path."""
     env = dict(ENV_BEFORE)
     if side == 'paddleseg' and mode == 'same':
         mkl_dispatch.set_mkl_code_path(env)
@@ -110,7 +111,7 @@ def side_env(side, mode):
 
 def mkl_path(mode):
     """'MKL_DEBUG_CPU_TYPE ours=7, PaddleSeg=7' for the report."""
-    ours = mkl_dispatch.set_mkl_code_path(side_env('ours', mode))  # what its import sets
+    ours = mkl_dispatch.set_mkl_code_path(side_env('ours', mode))  # what run_worker sets
     theirs = side_env('paddleseg', mode).get(mkl_dispatch.VARIABLE)
     return '{} ours={}, PaddleSeg={}'.format(mkl_dispatch.VARIABLE, ours, theirs)
 
@@ -122,8 +123,10 @@ def run_worker(python, side, task, opts, args, out):
         cmd += ['--' + key, str(value)]
     if args.quick and 'repeat' not in opts:
         cmd += ['--repeat', '1']
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd='/tmp',
-                          env=side_env(side, args.mkl))
+    env = side_env(side, args.mkl)
+    if side == 'ours':  # as train.py/val.py run: tune_process's MKL path
+        mkl_dispatch.set_mkl_code_path(env)
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd='/tmp', env=env)
     if proc.returncode:
         return {'error': (proc.stderr or proc.stdout).strip().splitlines()[-1]}
     with open(out) as f:

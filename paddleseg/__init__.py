@@ -1,20 +1,18 @@
 """PointRend-Paddle's own PaddleSeg-style toolkit.
 
 Importing the package registers every component (models, backbones,
-datasets, transforms, losses) in :mod:`paddleseg.cvlibs.manager`.
+datasets, transforms, losses) in :mod:`paddleseg.cvlibs.manager`. It sets no
+environment variable and tunes nothing of the importing process; programs
+that own their process opt in to the CPU tuning with
+:func:`paddleseg.utils.env.tune_process`.
 """
 
 import warnings
 
-# paddle warns at import that it has no compiler cache for custom C++ ops;
-# this toolkit builds none.
-warnings.filterwarnings('ignore', message='No ccache found')
-
 __version__ = '0.1.0'
 
-# before any paddle kernel runs: MKL's fast code path on AMD CPUs
-from paddleseg.mkl_dispatch import set_mkl_code_path  # noqa: E402
-
-set_mkl_code_path()
-
-from paddleseg import datasets, models, transforms  # noqa: E402,F401  (registration)
+# paddle warns when first imported that it has no compiler cache for custom
+# C++ ops; this toolkit builds none. The filter ends with the import.
+with warnings.catch_warnings():
+    warnings.filterwarnings('ignore', message='No ccache found')
+    from paddleseg import datasets, models, transforms  # noqa: F401  (registration)

@@ -8,12 +8,15 @@ project's AMD EPYC machine (2 threads, a 8192x2304 by 2304x128 product),
 the default ran at 27 GMAC/s, 5 (AVX2) at 62, 7 (AVX-512) at 84, and a
 ResNet18_vd PointRend eval pass at 256x512 took 1.2 s instead of 2.5 s.
 
-MKL reads the variable at its first product, so ``import paddleseg`` sets
-it (:func:`set_mkl_code_path`), before any paddle kernel runs, to the best
-path the CPU has: 7 with the AVX-512 subsets that path uses, else 5 with
-AVX2 and FMA, else nothing. Intel CPUs are left alone (MKL picks their best
-path itself), and so is a value already set: ``MKL_DEBUG_CPU_TYPE=`` (set
-but empty) keeps MKL's own choice. This module imports nothing but ``os``.
+MKL reads the variable at its first product (importing paddle does not
+run one), so the entry scripts set it through
+:func:`paddleseg.utils.env.tune_process`, which calls
+:func:`set_mkl_code_path`, before their first kernel, to the best path the
+CPU has: 7 with the AVX-512 subsets that path uses, else 5 with AVX2 and
+FMA, else nothing. Intel CPUs are left alone (MKL picks their best path
+itself), and so is a value already set: ``MKL_DEBUG_CPU_TYPE=`` (set but
+empty) keeps MKL's own choice. ``import paddleseg`` sets nothing. This
+module imports nothing but ``os``.
 """
 
 import os

@@ -13,8 +13,8 @@ import paddle
 import pytest
 
 import train as train_cli
-from robust_helpers import (kill_and_wait, make_data, start_cli, train_args,
-                            wait_for_line, write_config)
+from robust_helpers import (kill_and_wait, make_data, own_lines, run_cli, start_cli,
+                            train_args, wait_for_line, write_config)
 from paddleseg.utils.checkpoint import find_latest_checkpoint, load_checkpoint
 
 ITER_DIR = re.compile(r'iter_(\d+)')
@@ -110,7 +110,7 @@ def _interrupted_run(tiny, name, sig, *extra):
 def test_sigterm_saves_and_the_resumed_run_matches_an_uninterrupted_one(tiny):
     status, err, out = _interrupted_run(tiny, 'term', signal.SIGTERM)
     assert status == 143, err
-    lines = [line for line in err.splitlines() if line.strip()]
+    lines = own_lines(err)
     assert len(lines) == 1 and 'Traceback' not in err, err
     match = re.fullmatch(r'train\.py: interrupted by SIGTERM after iter (\d+); checkpoint '
                          r'(\S+) saved \(resume with --resume_model auto\)', lines[0])
@@ -120,10 +120,14 @@ def test_sigterm_saves_and_the_resumed_run_matches_an_uninterrupted_one(tiny):
     assert _visible_iter_dirs(out) == ['iter_{}'.format(it)]
     assert json.load(open(out / 'iter_{}'.format(it) / 'meta.json'))['iter'] == it
 
-    train_cli.main(train_args(tiny['cfg'], out, '--save_interval', 100,
-                              '--resume_model', 'auto'))
-    whole = tiny['base'] / 'whole'
-    train_cli.main(train_args(tiny['cfg'], whole, '--save_interval', 100))
+    # in fresh processes like the interrupted run, so that all three run on
+    # the MKL code path train.py's tune_process picks (this process may have
+    # run its first product on another one)
+    for args in (train_args(tiny['cfg'], out, '--save_interval', 100, '--resume_model', 'auto'),
+                 train_args(tiny['cfg'], tiny['base'] / 'whole_cli', '--save_interval', 100)):
+        done = run_cli('train.py', *args)
+        assert done.returncode == 0, done.stderr[-3000:]
+    whole = tiny['base'] / 'whole_cli'
     _assert_same_weights(out / 'iter_6' / 'model.pdparams',
                          whole / 'iter_6' / 'model.pdparams')
     opt_a = paddle.load(str(out / 'iter_6' / 'model.pdopt'))
@@ -169,7 +173,7 @@ def test_loader_thread_failing_just_before_the_stop_signal_is_one_line(capsys):
     """The group's SIGTERM ends the workers, a reader thread fails, and only
     then does the main thread run its handler: one line, no traceback."""
     import threading
-    from paddleseg.core.train import _StopSignals
+    from paddleseg.core.stop import StopSignals as _StopSignals
     before = threading.excepthook
     with _StopSignals() as guard:
         thread = _failing_thread('reader')
@@ -186,7 +190,7 @@ def test_loader_thread_failing_just_before_the_stop_signal_is_one_line(capsys):
 
 def test_thread_failing_without_a_stop_signal_gets_the_usual_report(capsys, monkeypatch):
     import threading
-    from paddleseg.core.train import _StopSignals
+    from paddleseg.core.stop import StopSignals as _StopSignals
     seen = []
     monkeypatch.setattr(threading, 'excepthook', seen.append)
     monkeypatch.setattr(_StopSignals, 'GRACE', 0.2)
@@ -284,3 +288,25 @@ def test_unreadable_sample_mid_run_saves_progress_then_resume_after_the_fix(tiny
     if not (whole / 'iter_6').exists():
         train_cli.main(train_args(tiny['cfg'], whole, '--save_interval', 100))
     _assert_same_weights(out / 'iter_6' / 'model.pdparams', whole / 'iter_6' / 'model.pdparams')
+
+
+def test_train_py_stall_watchdog_exits_124_with_one_line():
+    """train.py's watchdog (the library's only reports): a guarded block
+    that outlasts the timeout ends the process with 124 and one stderr line."""
+    import subprocess
+    import sys
+    from robust_helpers import ENV, ROOT
+    probe = ('import sys, time\n'
+             'sys.path.insert(0, {!r})\n'
+             'import train\n'
+             'with train.stall_watchdog(0.3, 0) as watchdog:\n'
+             '    with watchdog.guard("iter 7"):\n'
+             '        time.sleep(20)\n'
+             'print("not stopped")\n').format(ROOT)
+    proc = subprocess.run([sys.executable, '-c', probe], cwd=ROOT, env=ENV,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == train_cli.EXIT_STALLED == 124, proc.stderr
+    message = ('rank 0: no progress for 0.3 s in iter 7 (a stuck collective? did another '
+               'process of the job die?); exiting with status 124')
+    assert own_lines(proc.stderr) == ['train: error: ' + message], proc.stderr
+    assert '[ERROR] ' + message in proc.stdout and 'not stopped' not in proc.stdout

@@ -51,11 +51,15 @@ def test_set_only_when_unset(tmp_path):
     assert env == {}
 
 
-def test_import_sets_it_for_this_machine_and_products_stay_right():
-    """A fresh interpreter: ``import paddleseg`` sets the variable as this
-    CPU calls for, and paddle's matrix product on that path still agrees
-    with numpy's."""
-    probe = ('import os, numpy as np, paddleseg, paddle\n'
+def test_import_leaves_it_and_tune_process_sets_it_before_the_first_product():
+    """A fresh interpreter: ``import paddleseg`` leaves the variable unset;
+    ``tune_process`` (as the entry scripts call it, after ``import paddle``)
+    sets it as this CPU calls for, and paddle's matrix product on that path
+    still agrees with numpy's."""
+    probe = ('import os, numpy as np, paddle, paddleseg\n'
+             'print(repr(os.environ.get("MKL_DEBUG_CPU_TYPE")))\n'
+             'from paddleseg.utils.env import tune_process\n'
+             'tune_process(training=False)\n'
              'print(repr(os.environ.get("MKL_DEBUG_CPU_TYPE")))\n'
              'r = np.random.default_rng(0)\n'
              'a, b = r.standard_normal((300, 700)), r.standard_normal((700, 90))\n'
@@ -64,5 +68,6 @@ def test_import_sets_it_for_this_machine_and_products_stay_right():
     env = {k: v for k, v in os.environ.items() if k != md.VARIABLE}
     out = subprocess.run([sys.executable, '-c', probe], cwd=ROOT, env=env,
                          capture_output=True, text=True, check=True).stdout.split('\n')
-    assert out[0] == repr(md.mkl_cpu_type(*md.read_cpuinfo()))
-    assert float(out[1]) < 1e-3  # float32 sums of 700 products of N(0,1) values
+    assert out[0] == 'None'
+    assert out[1] == repr(md.mkl_cpu_type(*md.read_cpuinfo()))
+    assert float(out[2]) < 1e-3  # float32 sums of 700 products of N(0,1) values
