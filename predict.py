@@ -10,6 +10,13 @@ keeping the sub-folders of ``--image_path``.
 
 Exit status: 0 every image predicted; 1 some could not be read (each named on
 stderr; the others are written); 2 a user error (one line on stderr).
+
+Several processes: ``python -m paddle.distributed.launch predict.py ...``;
+each predicts its own share of the images (each written once). Rank 0
+names the images skipped on any rank and exits 1 for them, which is the
+launcher's exit status; the other ranks exit 0 (a rank of the launcher that
+fails first would have the others stopped with SIGTERM, and the launcher
+reports the status of the first failed rank in rank order).
 """
 
 import argparse
@@ -42,6 +49,8 @@ def main(argv=None):
     args = parse_args(argv)
     with user_errors(args.debug, 'predict.py'):
         result = run(args)
+    if result.get('rank', 0) != 0:
+        return  # rank 0 reports for every rank
     # the readable images are done; name each one that was not, exit 1
     for path, reason in result['failed']:
         print('predict.py: error: skipped {}: {}'.format(path, reason), file=sys.stderr)
@@ -50,12 +59,15 @@ def main(argv=None):
 
 
 def run(args):
+    import paddle
     from paddleseg.core.predict import collect_images, predict
     from paddleseg.cvlibs import config_builder as builder
     from paddleseg.errors import ConfigError
     from paddleseg.transforms import Compose
+    from paddleseg.utils.env import tune_process
     from paddleseg.utils.cli import build_for_inference
     images, image_dir = collect_images(args.image_path)
+    tune_process(training=False)  # MKL's fast path on AMD, before the first kernel
     cfg, model, _ = build_for_inference(args)
     if args.save_cityscapes and getattr(model, 'num_classes', None) != 19:
         raise ConfigError('--save_cityscapes needs a model of the 19 Cityscapes '
@@ -68,14 +80,16 @@ def run(args):
     transforms = Compose([
         builder.build_component(t, 'val_dataset.transforms.{}'.format(i))
         for i, t in enumerate(spec['transforms'])])
-    return predict(model, transforms, images, args.save_dir, image_dir,
-                   num_classes=getattr(model, 'num_classes', None),
-                   aug_pred=args.aug_pred, scales=args.scales,
-                   flip_horizontal=args.flip_horizontal,
-                   flip_vertical=args.flip_vertical, is_slide=args.is_slide,
-                   stride=args.stride, crop_size=args.crop_size,
-                   custom_color=args.custom_color,
-                   cityscapes_dir=args.save_cityscapes)
+    result = predict(model, transforms, images, args.save_dir, image_dir,
+                     num_classes=getattr(model, 'num_classes', None),
+                     aug_pred=args.aug_pred, scales=args.scales,
+                     flip_horizontal=args.flip_horizontal,
+                     flip_vertical=args.flip_vertical, is_slide=args.is_slide,
+                     stride=args.stride, crop_size=args.crop_size,
+                     custom_color=args.custom_color,
+                     cityscapes_dir=args.save_cityscapes)
+    result['rank'] = paddle.distributed.get_rank()
+    return result
 
 
 if __name__ == '__main__':

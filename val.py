@@ -2,12 +2,17 @@
 
     python val.py --config configs/pointrendfpn/pointrend_resnet101_os8_cityscapes_512×1024_80k.yml \
         --model_path output/best_model/model.pdparams
+
+Several processes: ``python -m paddle.distributed.launch val.py ...``; each
+evaluates its own share of the images (each image once) and rank 0 prints
+the metrics of the whole set and writes ``--save_json``.
 """
 
 import argparse
 import json
 
-from paddleseg.utils.cli import add_common_args, add_inference_args, user_errors
+from paddleseg.utils.cli import (add_common_args, add_inference_args,
+                                 add_precision_args, user_errors)
 
 
 def parse_args(argv=None):
@@ -19,6 +24,7 @@ def parse_args(argv=None):
     p.add_argument('--aug_eval', action='store_true',
                    help='Multi-scale / flip evaluation (see --scales, --flip_*).')
     add_inference_args(p)
+    add_precision_args(p)
     p.add_argument('--save_json', default=None, metavar='FILE',
                    help='Also write the metrics as JSON.')
     p.add_argument('--save_cityscapes', default=None, metavar='DIR',
@@ -72,9 +78,16 @@ def main(argv=None):
 
 
 def run(args):
-    from paddleseg.core import evaluate
-    from paddleseg.utils.cli import build_for_inference
+    from paddleseg.core import amp, evaluate
+    from paddleseg.core.val import resolve_precision
+    from paddleseg.utils.cli import build_for_inference, precision_of
+    from paddleseg.utils.env import init_distributed, tune_process
+    tune_process(training=False)  # MKL's fast path on AMD, before the first kernel
     cfg, model, dataset = build_for_inference(args, 'val_dataset')
+    rank, _ = init_distributed()
+    precision = resolve_precision(precision_of(args), args.amp_level)
+    # O2: fp16 weights, cast once (normalisation layers stay fp32)
+    model, _ = amp.prepare(model, None, precision, args.amp_level)
     if dataset is None:
         from paddleseg.errors import ConfigError
         raise ConfigError('{}: val_dataset: missing'.format(args.config))
@@ -94,15 +107,19 @@ def run(args):
                                   NUM_TRAIN_IDS, dataset.num_classes))
         writer = CityscapesWriter(args.save_cityscapes)
     result = evaluate(model, dataset, num_workers=args.num_workers,
-                      on_prediction=writer, **test_config)
+                      on_prediction=writer, precision=precision,
+                      amp_level=args.amp_level, **test_config)
+    if rank != 0:  # each rank wrote its own images; rank 0 reports
+        return result
     names = getattr(dataset, 'class_names', None)
     print(format_table(result, names))
     if args.save_json:
         with open(args.save_json, 'w') as f:
             json.dump(to_json(result, names), f, indent=2)
     if writer is not None:
+        # one PNG per image, on whichever rank predicted it
         print('Wrote {} Cityscapes label-id PNGs to {}'.format(
-            len(writer.paths), args.save_cityscapes))
+            result['images'], args.save_cityscapes))
     return result
 
 

@@ -1,6 +1,17 @@
-"""Run by test_train_e2e.test_distributed_two_processes under
-``paddle.distributed.launch``: trains 2 iterations and records, per rank, the
-sample indices loaded at each iteration and the final weights."""
+"""Run by test_train_e2e.test_distributed_two_processes, under
+``paddle.distributed.launch`` or as one process:
+
+    python dist_driver.py CONFIG OUT BATCH_SIZE [--global-bn]
+
+Trains 2 iterations of BATCH_SIZE images per process (seed 5) from initial
+weights that are the same in every run (``paddle.seed(0)`` before the model
+is built; rank 0 writes them to ``OUT/init.npz``), and records, per rank,
+the sample indices loaded at each iteration (``OUT/seen_<rank>.json``) and
+the final weights (``OUT/weights_<rank>.npz``). ``--global-bn`` makes every
+BatchNorm normalise with its running statistics in training too
+(``use_global_stats``), so that the forward pass of each image does not
+depend on the others of its batch or on how the batch is split over ranks.
+"""
 
 import json
 import os
@@ -15,6 +26,9 @@ from paddleseg.core import train  # noqa: E402
 from paddleseg.cvlibs import config_builder as builder  # noqa: E402
 from paddleseg.cvlibs.config import load_and_check  # noqa: E402
 from paddleseg.utils.cli import setup_device  # noqa: E402
+from paddleseg.utils.env import init_distributed  # noqa: E402
+
+ITERS = 2
 
 
 class Recording:
@@ -32,24 +46,47 @@ class Recording:
         return self.dataset[index]
 
 
-def main(cfg_path, out):
-    cfg = load_and_check(cfg_path, opts=['batch_size=2', 'iters=2'])
+def use_global_bn_stats(model):
+    """Make every BatchNorm of ``model`` use its running statistics in training."""
+    count = 0
+    for layer in model.sublayers():
+        if isinstance(layer, paddle.nn.layer.norm._BatchNormBase):
+            layer._use_global_stats = True
+            count += 1
+    if not count:
+        raise AssertionError('the model has no BatchNorm')
+
+
+def _weights(model):
+    return {k: v.numpy() for k, v in model.state_dict().items()}
+
+
+def main(cfg_path, out, batch_size, global_bn=False):
+    cfg = load_and_check(cfg_path, opts=['batch_size={}'.format(batch_size),
+                                         'iters={}'.format(ITERS)])
     setup_device('cpu')
+    rank, _ = init_distributed()
+    paddle.seed(0)  # the same initial weights in every run and on every rank
     model = builder.build_model(cfg, cfg_path)
+    if global_bn:
+        use_global_bn_stats(model)
+    os.makedirs(out, exist_ok=True)
+    if rank == 0:
+        np.savez(os.path.join(out, 'init.npz'), **_weights(model))
     data = Recording(builder.build_dataset(cfg, 'train_dataset', cfg_path))
-    lr = builder.build_lr_scheduler(cfg, 2, cfg_path)
+    lr = builder.build_lr_scheduler(cfg, ITERS, cfg_path)
     opt = builder.build_optimizer(cfg, model, lr, cfg_path)
     train(model, data, losses=builder.build_losses(cfg, cfg_path), optimizer=opt,
-          iters=2, batch_size=2, save_dir=os.path.join(out, 'ckpt'),
-          save_interval=2, log_iters=1, seed=5)
-    rank = paddle.distributed.get_rank()
-    os.makedirs(out, exist_ok=True)
-    per_iter = [data.loaded[i:i + 2] for i in range(0, len(data.loaded), 2)]
+          iters=ITERS, batch_size=batch_size, save_dir=os.path.join(out, 'ckpt'),
+          save_interval=ITERS, log_iters=1, seed=5)
+    # the loader reads ahead (a prefetch thread): the first ITERS batches
+    # loaded are the ones trained on
+    per_iter = [data.loaded[i:i + batch_size]
+                for i in range(0, ITERS * batch_size, batch_size)]
     with open(os.path.join(out, 'seen_{}.json'.format(rank)), 'w') as f:
         json.dump(per_iter, f)
-    np.savez(os.path.join(out, 'weights_{}.npz'.format(rank)),
-             **{k: v.numpy() for k, v in model.state_dict().items()})
+    np.savez(os.path.join(out, 'weights_{}.npz'.format(rank)), **_weights(model))
 
 
 if __name__ == '__main__':
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), '--global-bn' in sys.argv[4:])

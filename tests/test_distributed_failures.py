@@ -9,6 +9,14 @@ exits non-zero. A rank that hangs instead (here: SIGSTOP) blocks the others
 in a collective; gloo gives up after its own 30 s on CPU, and the trainer's
 ``--stall_timeout`` watchdog (any backend) ends the waiting rank with status
 124 first when it is shorter. SIGTERM to the launcher reaches every rank.
+
+What paddle's launcher reports: when a rank fails, it logs ``Container rank
+<r> status failed ... code <status>`` for it, stops the others (SIGTERM,
+SIGKILL 3 s later) and exits with the first non-zero status in rank order
+(the stalled job: rank 0's 124). Stopped by a signal itself, it exits with
+the signal's number (15 for SIGTERM) and reports nothing of the ranks; each
+rank's own status (143 after saving) is recorded here by running train.py
+through ``tests/record_exit.py``.
 """
 
 import os
@@ -20,8 +28,10 @@ import time
 
 import pytest
 
-from robust_helpers import ENV, ROOT, make_data, script, train_args, write_config
+from robust_helpers import LAUNCH_ENV, ROOT, make_data, script, train_args, write_config
 from paddleseg.utils.checkpoint import find_latest_checkpoint, load_checkpoint
+
+RECORD_EXIT = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'record_exit.py')
 
 
 @pytest.fixture(scope='module')
@@ -32,14 +42,30 @@ def tiny(tmp_path_factory):
 
 
 def _launch(tiny, name, *extra):
+    """train.py on 2 processes, each through record_exit.py (statuses in
+    ``<log_dir>/status/exit_<rank>``); the launcher's output goes to
+    ``<log_dir>/launcher.txt`` (see :func:`_launcher_output`)."""
     log_dir = tiny['base'] / (name + '_log')
     out = tiny['base'] / name
+    (log_dir / 'status').mkdir(parents=True)
     cmd = [sys.executable, '-m', 'paddle.distributed.launch', '--nproc_per_node', '2',
-           '--log_dir', str(log_dir), script('train.py')] + train_args(
+           '--log_dir', str(log_dir), RECORD_EXIT, str(log_dir / 'status'),
+           script('train.py')] + train_args(
                tiny['cfg'], out, '--save_interval', 3, '--keep_checkpoint_max', 2, *extra)
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    with open(log_dir / 'launcher.txt', 'w') as launcher_out:  # the child keeps its copy
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=LAUNCH_ENV, stdout=launcher_out,
+                                stderr=subprocess.STDOUT, text=True)
     return proc, log_dir, out
+
+
+def _launcher_output(log_dir):
+    return (log_dir / 'launcher.txt').read_text(errors='replace')
+
+
+def _rank_status(log_dir, rank):
+    """The exit status rank ``rank`` recorded, None if it recorded none."""
+    path = log_dir / 'status' / 'exit_{}'.format(rank)
+    return int(path.read_text()) if path.exists() else None
 
 
 def _worker_log(log_dir, rank):
@@ -52,7 +78,7 @@ def _wait_for_iter(proc, log_dir, it, timeout=180):
     while time.monotonic() < deadline:
         if '[TRAIN] iter: {}/'.format(it) in _worker_log(log_dir, 0):
             return
-        assert proc.poll() is None, proc.stdout.read()[-3000:]
+        assert proc.poll() is None, _launcher_output(log_dir)[-3000:]
         time.sleep(0.1)
     raise AssertionError('iteration {} not reached'.format(it))
 
@@ -99,17 +125,27 @@ def test_killing_one_rank_ends_the_job(tiny):
     took = _ends_within(proc, 60)
     assert proc.returncode != 0
     assert took < 60
+    assert _rank_status(log_dir, 1) is None          # killed: recorded nothing
+    # the launcher names the first rank it sees failed: the killed one (-9),
+    # or rank 0 if its collective failed first (e.g. gloo's abort, -6)
+    launcher = _launcher_output(log_dir)
+    failed = re.search(r'Container rank (\d) status failed .* code (-?\d+) ', launcher)
+    assert failed, launcher[-3000:]
+    assert failed.group(2) == '-9' if failed.group(1) == '1' else failed.group(2) != '0'
     _assert_checkpoints_complete(out)
 
 
 def test_sigterm_to_the_launcher_saves_once_at_the_same_iteration_on_every_rank(tiny):
     """The launcher forwards SIGTERM to the ranks; they agree on the
-    iteration to stop at, rank 0 saves it, all exit with 143."""
+    iteration to stop at, rank 0 saves it, all exit with 143 (the launcher
+    itself with 15, the signal's number)."""
     proc, log_dir, out = _launch(tiny, 'term')
     _wait_for_iter(proc, log_dir, 4)
     proc.send_signal(signal.SIGTERM)
     _ends_within(proc, 60)
-    assert proc.returncode != 0
+    assert proc.returncode == signal.SIGTERM, _launcher_output(log_dir)[-3000:]
+    assert [_rank_status(log_dir, r) for r in (0, 1)] == [143, 143], \
+        _worker_log(log_dir, 0)[-2000:] + _worker_log(log_dir, 1)[-2000:]
     stops = [re.search(r'interrupted by SIGTERM after iter (\d+)', _worker_log(log_dir, r))
              for r in (0, 1)]
     assert all(stops), _worker_log(log_dir, 0)[-2000:] + _worker_log(log_dir, 1)[-2000:]
@@ -132,9 +168,14 @@ def test_a_hung_rank_is_ended_by_the_stall_watchdog(tiny):
             os.kill(hung, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    assert proc.returncode != 0
     log = _worker_log(log_dir, 0)
     assert re.search(r'rank 0: no progress for 4 s in iter \d+ .*exiting with status 124', log), \
         log[-3000:]
+    # rank 0's watchdog ended it with 124 (os._exit: nothing recorded), which
+    # the launcher reports and exits with
+    launcher = _launcher_output(log_dir)
+    assert re.search(r'Container rank 0 status failed .* code 124 ', launcher), launcher[-3000:]
+    assert proc.returncode == 124, launcher[-3000:]
+    assert _rank_status(log_dir, 0) is None
     assert took < 25
     _assert_checkpoints_complete(out)

@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import paddle
 import pytest
+import yaml
 from PIL import Image
 
 from tiny_data import make_tiny_cityscapes, write_tiny_config
@@ -137,31 +138,84 @@ def test_predict_on_folder_without_images_fails_clearly(tiny, trained, tmp_path,
     assert 'no images found' in err and str(tmp_path) in err
 
 
-def test_distributed_two_processes(tiny, tmp_path):
-    """2 CPU processes: different data per rank, identical weights at the end."""
+def _run_driver(cfg, out, batch_size, nprocs, log_dir):
+    """tests/dist_driver.py on ``nprocs`` processes (1: without the launcher)."""
     driver = os.path.join(os.path.dirname(__file__), 'dist_driver.py')
-    out = tmp_path / 'dist'
-    cmd = [sys.executable, '-m', 'paddle.distributed.launch', '--nproc_per_node',
-           '2', '--log_dir', str(tmp_path / 'log'), driver, tiny['cfg'], str(out)]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
-                          timeout=600)
-    logs = ''.join(open(tmp_path / 'log' / f).read()
-                   for f in sorted(os.listdir(tmp_path / 'log'))
-                   if f.startswith('workerlog'))
-    assert proc.returncode == 0, proc.stdout[-2000:] + logs[-4000:]
-    seen = [json.load(open(out / 'seen_{}.json'.format(r))) for r in (0, 1)]
-    for it in range(len(seen[0])):
+    args = [driver, str(cfg), str(out), str(batch_size), '--global-bn']
+    if nprocs > 1:
+        args = ['-m', 'paddle.distributed.launch', '--nproc_per_node', str(nprocs),
+                '--log_dir', str(log_dir)] + args
+    env = dict(os.environ, SEG_CPU_THREADS='1')
+    # paddle's launcher takes a set CUDA_VISIBLE_DEVICES (the CPU suite's
+    # '') for a list of GPUs: one empty name, too few for 2 processes
+    env.pop('CUDA_VISIBLE_DEVICES', None)
+    proc = subprocess.run([sys.executable] + args, cwd=ROOT, capture_output=True,
+                          text=True, timeout=900, env=env)
+    logs = ''.join(open(os.path.join(log_dir, f)).read()
+                   for f in sorted(os.listdir(log_dir)) if f.startswith('workerlog')) \
+        if os.path.isdir(log_dir) else ''
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:] + logs[-4000:]
+
+
+def test_distributed_two_processes(tiny, tmp_path):
+    """2 processes x batch 1 train like 1 process x batch 2: disjoint data per
+    rank, identical weights on both ranks, and the weights of the single
+    process, i.e. the gradients are averaged over the ranks (summed, every
+    update would be twice as large).
+
+    What would differ for other reasons is taken out, on both sides alike:
+
+    * BatchNorm in training normalises with the statistics of its batch (a
+      rank's on CPU; SyncBatchNorm needs CUDA): the driver's ``--global-bn``
+      makes it use the running statistics (``use_global_stats``), so each
+      image's forward pass is independent of the others.
+    * PointRend draws its training points with a generator seeded per rank
+      (``_step_seed(seed, it, rank)``): the point loss has coefficient 0, so
+      the points do not matter (its gradient is exactly 0).
+    * The cross entropy is a mean over the non-ignored pixels of the batch:
+      no crop or flip (transforms: Normalize only), so each image has the
+      same number of them (all but its one ignored pixel) and the mean of
+      the per-rank means is the mean over the global batch.
+
+    The data order is the sampler's: rank r takes the r-th image of each
+    global batch, the single process both, with the same augmentation seeds.
+    """
+    cfg = yaml.safe_load(open(tiny['cfg']))
+    cfg['train_dataset']['transforms'] = [{'type': 'Normalize'}]
+    cfg['loss']['coef'] = [1, 0]
+    cfg_path = tmp_path / 'global_batch.yml'
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    one, two = tmp_path / 'one', tmp_path / 'two'
+    _run_driver(cfg_path, one, 2, 1, str(tmp_path / 'log1'))
+    _run_driver(cfg_path, two, 1, 2, str(tmp_path / 'log2'))
+
+    seen = [json.load(open(two / 'seen_{}.json'.format(r))) for r in (0, 1)]
+    single = json.load(open(one / 'seen_0.json'))
+    assert len(single) == len(seen[0]) == len(seen[1]) == 2
+    for it in range(2):
+        assert seen[0][it] + seen[1][it] == single[it]  # rank r: r-th of the batch
         assert not set(seen[0][it]) & set(seen[1][it])  # disjoint shards
-    w0 = np.load(out / 'weights_0.npz')
-    w1 = np.load(out / 'weights_1.npz')
-    assert w0.files == w1.files
-    # trainable weights are identical; BatchNorm running statistics are each
-    # rank's own on CPU (SyncBatchNorm, used on GPUs, needs CUDA)
+    init = np.load(two / 'init.npz')
+    w0, w1 = np.load(two / 'weights_0.npz'), np.load(two / 'weights_1.npz')
+    ref = np.load(one / 'weights_0.npz')
+    assert w0.files == w1.files == ref.files
     params = [k for k in w0.files if not k.endswith(('_mean', '_variance'))]
     assert len(params) > 100
-    for k in params:
+    for k in params:  # DataParallel keeps the ranks identical
         np.testing.assert_array_equal(w0[k], w1[k], err_msg=k)
-    assert os.listdir(out / 'ckpt') == ['iter_2']  # only rank 0 saves
+    np.testing.assert_array_equal(np.load(one / 'init.npz')['backbone.conv1_1._conv.weight'],
+                                  init['backbone.conv1_1._conv.weight'])
+    # the two runs differ only in float summation order (per-rank gradients
+    # averaged vs one batch's), ~1e-7 relative to the weights; summed
+    # gradients would move every weight by about its whole update again
+    update = max(float(np.abs(ref[k] - init[k]).max()) for k in params)
+    diff = max(float(np.abs(w0[k] - ref[k]).max()) for k in params)
+    assert update > 1e-4, update            # training moved the weights
+    assert diff <= 1e-3 * update, (diff, update)
+    for k in params:
+        np.testing.assert_allclose(w0[k], ref[k], rtol=0, err_msg=k,
+                                   atol=1e-3 * float(np.abs(ref[k] - init[k]).max()) + 1e-7)
+    assert os.listdir(two / 'ckpt') == ['iter_2']  # only rank 0 saves
 
 
 def test_visualdl_has_scalars_and_prediction_images(trained):

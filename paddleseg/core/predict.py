@@ -1,4 +1,8 @@
-"""Predict images and save colour maps and overlays."""
+"""Predict images and save colour maps and overlays.
+
+Under ``paddle.distributed.launch`` each rank predicts its own share of the
+images (:func:`paddleseg.core.val.shard`), so each is written once.
+"""
 
 import os
 
@@ -8,9 +12,11 @@ import paddle
 from tqdm import tqdm
 
 from paddleseg.core.infer import aug_inference, inference
+from paddleseg.core.val import shard
 from paddleseg.errors import DatasetError
 from paddleseg.utils import logger
 from paddleseg.utils.cityscapes import save_label_ids
+from paddleseg.utils.env import init_distributed
 from paddleseg.utils.visualize import get_palette, overlay, save_pseudo_color
 
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
@@ -78,16 +84,27 @@ def predict(model, transforms, image_list, save_dir, image_dir=None,
             there (:func:`paddleseg.utils.cityscapes.save_label_ids`).
             Default: None.
 
+    On several processes (``paddle.distributed.launch``; the parallel
+    environment is initialised here if it is not yet) rank ``r`` of ``N``
+    predicts images ``r, r + N, ...`` of ``image_list``, then every rank
+    learns what the others did (one ``all_gather_object``, which every rank
+    joins, even one with no image).
+
     Returns:
-        dict: ``{'done': [paths], 'failed': [(path, reason)]}``. An unreadable
-        image is reported and skipped; the others are still predicted.
+        dict: ``done`` (paths written) and ``failed`` (``(path, reason)``)
+        over all ranks, ``done_here``/``failed_here`` those of this rank. An
+        unreadable image is reported and skipped; the others are still
+        predicted.
     """
     model.eval()
     palette = get_palette(num_classes or getattr(model, 'num_classes', 256),
                           custom_color)
+    rank, nranks = init_distributed()
+    mine = [image_list[i] for i in shard(len(image_list), rank, nranks)]
     done, failed = [], []
     with paddle.no_grad():
-        for path in tqdm(image_list, desc='predict', dynamic_ncols=True):
+        for path in tqdm(mine, desc='predict', dynamic_ncols=True,
+                         disable=rank != 0):
             try:
                 data = transforms({'img': path})
             except Exception as exc:  # a corrupt image must not stop the rest
@@ -107,9 +124,21 @@ def predict(model, transforms, image_list, save_dir, image_dir=None,
             if cityscapes_dir:
                 save_label_ids(pred, path, cityscapes_dir)
             done.append(path)
+    all_done, all_failed = _gather(done, failed, nranks)
     logger.info('Predicted {} images into {} ({} failed)'.format(
-        len(done), save_dir, len(failed)))
-    return {'done': done, 'failed': failed}
+        len(all_done), save_dir, len(all_failed)))
+    return {'done': all_done, 'failed': all_failed, 'done_here': done,
+            'failed_here': failed}
+
+
+def _gather(done, failed, nranks):
+    """``done`` and ``failed`` of every rank, concatenated in rank order."""
+    if nranks == 1:
+        return list(done), list(failed)
+    parts = []
+    paddle.distributed.all_gather_object(parts, (done, failed))
+    return ([p for d, _ in parts for p in d],
+            [tuple(f) for _, fs in parts for f in fs])
 
 
 def _save(path, pred, save_dir, rel, palette):

@@ -1,21 +1,127 @@
-"""Evaluation over a whole dataset: one confusion matrix, every metric."""
+"""Evaluation over a whole dataset: one confusion matrix, every metric.
+
+Under ``paddle.distributed.launch`` each rank evaluates a disjoint share of
+the set (:func:`shard`: rank ``r`` of ``N`` takes images ``r, r + N, ...``,
+nothing repeated to even the shares out) and the confusion matrices and image
+counts are summed over the ranks, so the result is exactly that of one
+process over the whole set.
+"""
 
 import time
+import traceback
 
 import numpy as np
 import paddle
+from paddle.io.dataloader.collate import default_collate_fn
 from tqdm import tqdm
 
+from paddleseg.core import amp
 from paddleseg.core.infer import aug_inference, inference
+from paddleseg.errors import DatasetError, SegError
 from paddleseg.utils import logger
+from paddleseg.utils.env import init_distributed
 from paddleseg.utils.metrics import confusion_matrix, metrics_from_confusion
 
 
-def _eval_loader(dataset, num_workers):
-    sampler = paddle.io.DistributedBatchSampler(dataset, batch_size=1,
-                                                shuffle=False, drop_last=False)
-    return paddle.io.DataLoader(dataset, batch_sampler=sampler,
-                                num_workers=num_workers, return_list=True)
+def shard(num_items, rank, nranks):
+    """The indices of ``range(num_items)`` that rank ``rank`` of ``nranks`` handles.
+
+    Rank ``r`` takes ``r, r + nranks, r + 2 * nranks, ...``: across the ranks
+    every index appears exactly once, and shares differ by at most one item
+    (a rank may get none when ``num_items < nranks``). Unlike paddle's
+    ``DistributedBatchSampler(drop_last=False)`` nothing is repeated to make
+    the shares equal, so nothing is counted twice.
+
+    Args:
+        num_items (int): Items to share, at least 0.
+        rank (int): This process, ``0 <= rank < nranks``.
+        nranks (int): Number of processes, at least 1.
+
+    Returns:
+        list[int]: This rank's indices, increasing.
+    """
+    if nranks < 1 or not 0 <= rank < nranks:
+        raise ValueError('rank {} of {} processes'.format(rank, nranks))
+    return list(range(rank, max(num_items, 0), nranks))
+
+
+def resolve_precision(precision, amp_level='O1', what='evaluating'):
+    """The precision to evaluate with here: ``precision``, or ``'fp32'`` (with
+    one warning line) for fp16 where paddle has no fp16 (a CPU); see
+    :func:`paddleseg.core.amp.resolve_precision`.
+
+    Raises:
+        ConfigError: an unknown precision or AMP level, or fp16 on a device
+            that cannot run it.
+    """
+    return amp.resolve_precision(precision, amp_level, what=what)[0]
+
+
+class _Indices:
+    """A batch sampler: batches of one index, the given ones in order."""
+
+    def __init__(self, indices):
+        self.indices = indices
+
+    def __iter__(self):
+        return iter([i] for i in self.indices)
+
+    def __len__(self):
+        return len(self.indices)
+
+
+_LOAD_ERROR, _LOAD_TRACEBACK, _USER_ERROR = 'load_error', 'load_traceback', 'user_error'
+
+
+class _Guarded:
+    """Wraps a dataset: an item that raises while loading comes out as
+    ``{'load_error': message, 'load_traceback': text, 'user_error': 0|1}``
+    (strings and arrays only, so that any loader can carry it) and is
+    raised in the main process by :func:`_raise_load_error`. paddle's loader
+    without workers would otherwise lose the error in its reading thread
+    and wait forever for the batch."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        try:
+            return self.dataset[index]
+        except Exception as exc:  # raised again in the main process
+            user = isinstance(exc, SegError)
+            return {_LOAD_ERROR: str(exc) if user else '{}: {}'.format(
+                type(exc).__name__, exc), _LOAD_TRACEBACK: traceback.format_exc(),
+                _USER_ERROR: np.array([int(user)], np.int32)}
+
+
+def _collate(items):
+    for item in items:
+        if isinstance(item, dict) and _LOAD_ERROR in item:
+            return item
+    return default_collate_fn(items)
+
+
+def _raise_load_error(batch):
+    user = int(np.asarray(batch[_USER_ERROR]).ravel()[0])
+    message, where = batch[_LOAD_ERROR], batch[_LOAD_TRACEBACK]
+    message, where = (message[0] if isinstance(message, (list, tuple)) else message,
+                      where[0] if isinstance(where, (list, tuple)) else where)
+    if not user:  # a bug, not bad data: keep the traceback
+        raise RuntimeError('loading an evaluation item failed: {}\n{}'.format(message, where))
+    error = DatasetError(message)
+    error.worker_traceback = where
+    raise error
+
+
+def _eval_batches(dataset, indices, num_workers):
+    if not indices:  # a rank with no share still joins the collectives
+        return []
+    return paddle.io.DataLoader(_Guarded(dataset), batch_sampler=_Indices(indices),
+                                num_workers=num_workers, return_list=True,
+                                collate_fn=_collate)
 
 
 def _predict(model, batch, aug_eval, infer_kwargs):
@@ -34,8 +140,16 @@ def evaluate(model, eval_dataset, num_workers=0, aug_eval=False, scales=1.0,
              print_detail=True, progress=True, on_prediction=None):
     """Evaluate ``model`` on ``eval_dataset``.
 
-    Every rank evaluates its share; the confusion matrices are summed across
-    ranks, so the result is that of the whole set.
+    On several processes (``paddle.distributed.launch``; the parallel
+    environment is initialised here if it is not yet) each rank predicts
+    its :func:`shard` of the set, every image exactly once over all ranks,
+    and the confusion matrices and image counts are summed with one
+    all-reduce that every rank joins, even one with no image: the result,
+    the same on every rank, is that of one process over the whole set. Only
+    rank 0 shows the progress bar and logs. A rank whose data cannot be read
+    (a :class:`~paddleseg.errors.SegError`) still joins it, so that every
+    rank stops: it raises its error, the others a DatasetError saying that
+    another process failed.
 
     Args:
         model (nn.Layer): Put in eval mode here.
@@ -46,49 +160,76 @@ def evaluate(model, eval_dataset, num_workers=0, aug_eval=False, scales=1.0,
         aug_eval (bool, optional): Multi-scale / flip averaging. Default: False.
         scales, flip_horizontal, flip_vertical: See :func:`aug_inference`.
         is_slide, stride, crop_size: See :func:`inference`.
-        precision (str, optional): 'fp32' or 'fp16'. Default: 'fp32'.
-        amp_level (str, optional): Default: 'O1'.
+        precision (str, optional): 'fp32' or 'fp16' (GPU; elsewhere fp32 with
+            a warning, see :func:`resolve_precision`). Default: 'fp32'.
+        amp_level (str, optional): 'O1' or 'O2', with fp16. For O2 the
+            model should already be prepared with
+            :func:`paddleseg.core.amp.prepare` (val.py does so; a model
+            trained with O2 is). Default: 'O1'.
         print_detail (bool, optional): Log the summary. Default: True.
         progress (bool, optional): Show a tqdm bar on rank 0. Default: True.
         on_prediction (callable, optional): Called as ``on_prediction(pred,
-            batch)`` for every batch, ``pred`` the ``int64 [N, H0, W0]``
-            numpy class map, ``batch`` the loader's dict (``img_path``, ...);
-            e.g. :class:`paddleseg.utils.cityscapes.CityscapesWriter`.
+            batch)`` for every batch of this rank, ``pred`` the ``int64
+            [N, H0, W0]`` numpy class map, ``batch`` the loader's dict
+            (``img_path``, ...); e.g.
+            :class:`paddleseg.utils.cityscapes.CityscapesWriter`.
             Default: None.
 
     Returns:
         dict: See :func:`paddleseg.utils.metrics.metrics_from_confusion`, plus
-        ``confusion`` (the matrix), ``images`` and ``images_per_sec``.
+        ``confusion`` (the matrix), ``images`` (over all ranks) and
+        ``images_per_sec`` (``images`` over the wall time until the slowest
+        rank finished).
+
+    Raises:
+        SegError: an image or label of this rank cannot be read;
+            DatasetError: that of another rank.
     """
+    precision = resolve_precision(precision, amp_level)
+    rank, nranks = init_distributed()
     model.eval()
     num_classes = eval_dataset.num_classes
     ignore_index = getattr(eval_dataset, 'ignore_index', 255)
-    loader = _eval_loader(eval_dataset, num_workers)
+    indices = shard(len(eval_dataset), rank, nranks)
     infer_kwargs = dict(is_slide=is_slide, stride=stride, crop_size=crop_size)
     if aug_eval:
         infer_kwargs.update(scales=scales, flip_horizontal=flip_horizontal,
                             flip_vertical=flip_vertical)
     cm = np.zeros((num_classes, num_classes), np.int64)
-    rank0 = paddle.distributed.get_rank() == 0
-    start, images = time.time(), 0
-    bar = tqdm(loader, desc='eval', disable=not (progress and rank0),
-               leave=False, dynamic_ncols=True)
-    with paddle.no_grad():
-        for batch in bar:
-            with paddle.amp.auto_cast(enable=precision == 'fp16',
-                                      level=amp_level):
-                out = _predict(model, batch, aug_eval, infer_kwargs)
-            pred = paddle.argmax(out, axis=1)
-            cm += confusion_matrix(pred, batch['label'], num_classes,
-                                   ignore_index)
-            if on_prediction is not None:
-                on_prediction(pred.numpy(), batch)
-            images += pred.shape[0]
-    cm = _sum_over_ranks(cm)
+    start, images, error = time.time(), 0, None
+    bar = tqdm(_eval_batches(eval_dataset, indices, num_workers), total=len(indices),
+               desc='eval', disable=not (progress and rank == 0), leave=False,
+               dynamic_ncols=True)
+    try:
+        with paddle.no_grad():
+            for batch in bar:
+                if _LOAD_ERROR in batch:
+                    _raise_load_error(batch)
+                with amp.autocast(precision, amp_level):
+                    out = _predict(model, batch, aug_eval, infer_kwargs)
+                pred = paddle.argmax(out, axis=1)
+                cm += confusion_matrix(pred, batch['label'], num_classes,
+                                       ignore_index)
+                if on_prediction is not None:
+                    on_prediction(pred.numpy(), batch)
+                images += pred.shape[0]
+    except SegError as exc:  # bad data: stop here, but after telling the others
+        if nranks == 1:
+            raise
+        error = exc
+    finally:
+        bar.close()
+    cm, images, failed = _sum_over_ranks(cm, images, error is not None, nranks)
+    if error is not None:
+        raise error
+    if failed:
+        raise DatasetError('evaluation stopped: another process could not read '
+                           'its images (see its log)')
+    # measured after the all-reduce, which waits for the slowest rank
     elapsed = max(time.time() - start, 1e-9)
     result = metrics_from_confusion(cm)
     result.update(confusion=cm, images=images, images_per_sec=images / elapsed)
-    if print_detail and rank0:
+    if print_detail and rank == 0:
         logger.info('[EVAL] #Images: {} mIoU: {:.4f} Acc: {:.4f} Kappa: {:.4f} '
                     '({:.2f} images/s)'.format(images, result['miou'],
                                                result['acc'], result['kappa'],
@@ -98,9 +239,12 @@ def evaluate(model, eval_dataset, num_workers=0, aug_eval=False, scales=1.0,
     return result
 
 
-def _sum_over_ranks(cm):
-    if paddle.distributed.get_world_size() == 1:
-        return cm
-    t = paddle.to_tensor(cm)
+def _sum_over_ranks(cm, images, failed, nranks):
+    """``(cm, images, failed)`` summed over the ranks, in one all-reduce
+    (``failed``: how many ranks could not read their data)."""
+    if nranks == 1:
+        return cm, images, int(failed)
+    t = paddle.to_tensor(np.append(cm.ravel(), [images, int(failed)]).astype(np.int64))
     paddle.distributed.all_reduce(t)
-    return t.numpy()
+    total = t.numpy()
+    return total[:-2].reshape(cm.shape), int(total[-2]), int(total[-1])
