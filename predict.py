@@ -60,7 +60,7 @@ def main(argv=None):
 
 def run(args):
     import paddle
-    from paddleseg.core.predict import collect_images, predict
+    from paddleseg.core.predict import collect_images, predict_images
     from paddleseg.cvlibs import config_builder as builder
     from paddleseg.errors import ConfigError
     from paddleseg.transforms import Compose
@@ -80,14 +80,14 @@ def run(args):
     transforms = Compose([
         builder.build_component(t, 'val_dataset.transforms.{}'.format(i))
         for i, t in enumerate(spec['transforms'])])
-    result = predict(model, transforms, images, args.save_dir, image_dir,
-                     num_classes=getattr(model, 'num_classes', None),
-                     aug_pred=args.aug_pred, scales=args.scales,
-                     flip_horizontal=args.flip_horizontal,
-                     flip_vertical=args.flip_vertical, is_slide=args.is_slide,
-                     stride=args.stride, crop_size=args.crop_size,
-                     custom_color=args.custom_color,
-                     cityscapes_dir=args.save_cityscapes)
+    result = predict_images(model, transforms, images, args.save_dir, image_dir,
+                            num_classes=getattr(model, 'num_classes', None),
+                            aug_pred=args.aug_pred, scales=args.scales,
+                            flip_horizontal=args.flip_horizontal,
+                            flip_vertical=args.flip_vertical, is_slide=args.is_slide,
+                            stride=args.stride, crop_size=args.crop_size,
+                            custom_color=args.custom_color,
+                            cityscapes_dir=args.save_cityscapes)
     result['rank'] = paddle.distributed.get_rank()
     return result
 

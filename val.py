@@ -78,8 +78,8 @@ def main(argv=None):
 
 
 def run(args):
-    from paddleseg.core import amp, evaluate
-    from paddleseg.core.val import resolve_precision
+    from paddleseg.core import amp, evaluate_details
+    from paddleseg.core.val import details_kwargs, resolve_precision
     from paddleseg.utils.cli import build_for_inference, precision_of
     from paddleseg.utils.env import init_distributed, tune_process
     tune_process(training=False)  # MKL's fast path on AMD, before the first kernel
@@ -91,7 +91,7 @@ def run(args):
     if dataset is None:
         from paddleseg.errors import ConfigError
         raise ConfigError('{}: val_dataset: missing'.format(args.config))
-    test_config = dict(cfg.get('test_config') or {})
+    test_config = details_kwargs(cfg.get('test_config'))
     test_config.update({k: v for k, v in dict(
         aug_eval=args.aug_eval or None, scales=args.scales if args.aug_eval else None,
         flip_horizontal=args.flip_horizontal or None,
@@ -106,9 +106,9 @@ def run(args):
                               'classes; val_dataset has {}'.format(
                                   NUM_TRAIN_IDS, dataset.num_classes))
         writer = CityscapesWriter(args.save_cityscapes)
-    result = evaluate(model, dataset, num_workers=args.num_workers,
-                      on_prediction=writer, precision=precision,
-                      amp_level=args.amp_level, **test_config)
+    result = evaluate_details(model, dataset, num_workers=args.num_workers,
+                              on_prediction=writer, precision=precision,
+                              amp_level=args.amp_level, **test_config)
     if rank != 0:  # each rank wrote its own images; rank 0 reports
         return result
     names = getattr(dataset, 'class_names', None)

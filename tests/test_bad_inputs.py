@@ -245,6 +245,7 @@ def resume_without_meta(env):
     if not half.exists():
         shutil.copytree(env['ckpt'] / 'iter_1', half)
         os.remove(half / 'meta.json')
+        os.remove(half / 'model.pdopt')  # with it, the folder is a PaddleSeg checkpoint
     return train_args(env['cfg'], env['base'] / 'o', '--resume_model', half), [
         '{} is not a complete checkpoint: cannot read meta.json'.format(half)]
 

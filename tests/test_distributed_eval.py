@@ -10,6 +10,7 @@ rank when there are several), and ``--fp16``/``--amp_level`` (fp32 with a
 warning on CPU; paddle's AMP API where a GPU is).
 """
 
+import importlib
 import json
 import os
 import shutil
@@ -25,9 +26,10 @@ from robust_helpers import ENV, LAUNCH_ENV, ROOT, make_data, script, write_confi
 
 sys.path.insert(0, ROOT)
 import val as val_cli  # noqa: E402
-from paddleseg.core import predict as core_predict  # noqa: E402
+# paddleseg.core.predict is PaddleSeg's function; the module, from sys.modules
+core_predict = importlib.import_module('paddleseg.core.predict')  # noqa: E402
 from paddleseg.core import val as core_val  # noqa: E402
-from paddleseg.core.val import evaluate, shard  # noqa: E402
+from paddleseg.core.val import evaluate_details as evaluate, shard  # noqa: E402
 from paddleseg.errors import DatasetError  # noqa: E402
 
 N_VAL = 5
@@ -167,7 +169,7 @@ def test_predict_on_n_ranks_writes_each_image_once(monkeypatch, tmp_path):
     done_here = []
     for rank in range(2):
         _as_rank(monkeypatch, rank, 2, core_predict)
-        result = core_predict.predict(_Model(), Compose([Normalize()]), images,
+        result = core_predict.predict_images(_Model(), Compose([Normalize()]), images,
                                       str(tmp_path / 'out'), num_classes=3)
         assert result['done_here'] == [images[i] for i in shard(N_VAL, rank, 2)]
         done_here += result['done_here']

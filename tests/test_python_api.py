@@ -81,7 +81,7 @@ def test_a_paddleseg_style_training_script(tiny):
 
 
 def test_test_config_reaches_evaluate(tiny):
-    from paddleseg.core.val import evaluate
+    from paddleseg.core.val import evaluate_details
     cfg = Config(tiny['path'], opts=[
         'test_config={is_slide: true, crop_size: [64, 64], stride: [64, 64]}'])
     assert cfg.test_config == {'is_slide': True, 'crop_size': [64, 64],
@@ -89,8 +89,8 @@ def test_test_config_reaches_evaluate(tiny):
     cfg.test_config['is_slide'] = False                 # a copy
     assert cfg.dic['test_config']['is_slide'] is True
     builder = SegBuilder(cfg)
-    result = evaluate(builder.model, builder.val_dataset, progress=False,
-                      print_detail=False, **cfg.test_config)
+    result = evaluate_details(builder.model, builder.val_dataset, progress=False,
+                              print_detail=False, **cfg.test_config)
     assert result['images'] == 2 and 0.0 <= result['miou'] <= 1.0
 
 

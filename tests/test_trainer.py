@@ -68,16 +68,20 @@ def test_options_are_keyword_only_and_checked():
         TrainOptions(iters=1, batch_size=1, log_iters=0)
 
 
-def test_train_keeps_its_keyword_signature():
-    """PaddleSeg users and the other tools call core.train with these names."""
-    names = ['model', 'train_dataset', 'losses', 'optimizer', 'iters', 'batch_size',
-             'val_dataset', 'save_dir', 'save_interval', 'log_iters', 'num_workers',
-             'use_vdl', 'keep_checkpoint_max', 'do_eval', 'resume_model', 'precision',
-             'amp_level', 'seed', 'nan_policy', 'eval_kwargs', 'eval_interval',
-             'stall_timeout']
+def test_train_has_paddleseg_28s_signature_then_ours_keyword_only():
+    """PaddleSeg 2.8's core.train arguments in its order (positional
+    model, train_dataset, val_dataset, optimizer work), then ours."""
+    names = ['model', 'train_dataset', 'val_dataset', 'optimizer', 'save_dir', 'iters',
+             'batch_size', 'resume_model', 'save_interval', 'log_iters', 'num_workers',
+             'use_vdl', 'use_ema', 'losses', 'keep_checkpoint_max', 'test_config',
+             'precision', 'amp_level', 'profiler_options', 'to_static_training']
+    ours = ['do_eval', 'seed', 'nan_policy', 'eval_kwargs', 'eval_interval',
+            'stall_timeout', 'watchdog']
     params = inspect.signature(train).parameters
-    assert list(params)[:len(names)] == names
-    assert all(params[n].default is inspect.Parameter.empty for n in names[:6])
+    assert list(params) == names + ours
+    assert [params[n].default for n in ('iters', 'batch_size', 'save_dir')] == [
+        10000, 2, 'output']
+    assert all(params[n].kind is inspect.Parameter.KEYWORD_ONLY for n in ours)
 
 
 def test_resolve_resume_decides_in_one_place(tmp_path, capsys):
@@ -159,7 +163,7 @@ def test_evaluation_during_training_uses_the_runs_precision_and_few_workers(
     def fake_evaluate(model, dataset, **kwargs):
         seen.append(kwargs)
         return {'miou': 0.5, 'acc': 0.5, 'kappa': 0.5}
-    monkeypatch.setattr(hooks_mod, 'evaluate', fake_evaluate)
+    monkeypatch.setattr(hooks_mod, 'evaluate_details', fake_evaluate)
     model = TinySeg()
     hook = hooks_mod.EvalHook(TinyData())
     hook.trainer = SimpleNamespace(

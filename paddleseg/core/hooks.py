@@ -17,9 +17,9 @@ import paddle
 
 from paddleseg.core import amp
 from paddleseg.core.infer import inference
-from paddleseg.core.optim_state import optimizer_state
+from paddleseg.core.optim_state import optimizer_state, param_names
 from paddleseg.core.stop import EvalAborted
-from paddleseg.core.val import evaluate
+from paddleseg.core.val import evaluate_details
 from paddleseg.errors import SegError
 from paddleseg.utils import logger
 from paddleseg.utils.checkpoint import find_latest_checkpoint, prune_checkpoints, save_checkpoint
@@ -176,9 +176,10 @@ class EvalHook(HookBase):
         try:
             if single:
                 t.signals.check()
-            return evaluate(t.net, self.val_dataset,
-                            num_workers=min(t.opts.num_workers, EVAL_WORKERS),
-                            on_prediction=t.signals.check if single else None, **kwargs)
+            return evaluate_details(t.net, self.val_dataset,
+                                    num_workers=min(t.opts.num_workers, EVAL_WORKERS),
+                                    on_prediction=t.signals.check if single else None,
+                                    **kwargs)
         except Exception as exc:
             # a signal to the whole process group also ends the evaluation's
             # DataLoader workers, which paddle reports by raising here
@@ -260,8 +261,11 @@ class CheckpointHook(HookBase):
 
     def meta(self, it):
         t = self.trainer
+        # model.pdopt is keyed by canonical names (PaddleSeg reads it); the
+        # structured name of each makes our resume exact in any process
         return {'iter': it, 'seed': t.seed, 'best': t.best, 'iters': t.opts.iters,
-                'batch_size': t.opts.batch_size, 'nranks': t.nranks}
+                'batch_size': t.opts.batch_size, 'nranks': t.nranks,
+                'optimizer_params': param_names(t.net)}
 
 
 def default_hooks(opts, val_dataset=None):

@@ -1,45 +1,335 @@
-"""Optimizer states keyed by the model's structured parameter names.
+"""Optimizer states that survive a change of process, ours and PaddleSeg's.
 
-Paddle names parameters per process (``conv2d_78.w_0``), so an optimizer
-state saved in one process does not match a model built in another where
-more layers were created first (a notebook). These functions rename the
-keys to and from the model's own names (``backbone.conv1_1._conv.weight``).
+Paddle names parameters per process (``conv2d_78.w_0``: the 79th ``Conv2D``
+created in the process) and an optimizer keys its state by those names
+(``conv2d_78.w_0_velocity_0``). A state saved in one process therefore only
+fits a model built in another process if both happened to create the same
+layers before it.
+
+``model.pdopt`` in our checkpoints is written with the names a *freshly
+started* process gives the model's parameters (:func:`canonical_names`:
+per layer type, the index counted from the model's first layer of that
+type). That is what a fresh PaddleSeg 2.8 process building the same model
+gets when our model creates its layers in PaddleSeg's order, so that
+PaddleSeg's plain ``optimizer.set_state_dict`` resumes our checkpoints with
+their momentum (our ``FPNNeck`` creates ``lateral_convs`` before
+``fpn_out``, PaddleSeg's alternates them: until it does too, the neck's
+names differ). Next to it (in ``meta.json``) we keep the model's
+structured name of each canonical name, which makes our own resume exact
+in any process (:func:`load_optimizer_state` with ``names``).
+
+A ``model.pdopt`` written by PaddleSeg has no such names; its parameters
+are matched to ours by order (:func:`match_by_order`): paddle creates the
+accumulators in the order of the model's trainable parameters, and our
+PointRend registers the same parameters in the same order as PaddleSeg's.
 """
 
+import re
+
+import numpy as np
+import paddle
+
+from paddleseg.errors import CheckpointError
+
 STRUCTURED = '@structured_param_names'
+"""Marks an optimizer state keyed by structured names (our checkpoints
+before canonical names; still read)."""
+
+LR_KEY, MASTER_KEY = 'LR_Scheduler', 'master_weights'
+# paddle's default parameter name: <layer type>_<index>.<w|b>_<index>
+_PARAM = re.compile(r'(?P<scope>.+)_(?P<layer>\d+)\.(?P<kind>[wb]_\d+)')
+# an accumulator: <parameter name>_<accumulator>_<index>
+_ACCUMULATOR = re.compile(r'(?P<param>.*\.[wb]_\d+)_(?P<acc>[A-Za-z][A-Za-z0-9_]*?)_(?P<idx>\d+)')
+# PaddleSeg builds BatchNorm as SyncBatchNorm when it trains on several GPUs
+_SCOPE_ALIASES = {'batch_norm2d': 'sync_batch_norm'}
 
 
-def _rename_keys(state, mapping):
-    """Rename keys that start with ``old + '_'`` (accumulators) or equal
-    ``old`` (master weights) for each ``old -> new`` in ``mapping``."""
+def canonical_names(model):
+    """``{paddle name: canonical name}`` of every parameter of ``model``.
+
+    The canonical name is the one a freshly started process that builds
+    only this model gives the parameter: for each layer type the layer index
+    is counted from the model's first layer of that type
+    (``conv2d_78.w_0`` -> ``conv2d_0.w_0`` if ``conv2d_78`` is the model's
+    first ``Conv2D``). A name paddle did not generate (a ``ParamAttr``
+    name) is the same in every process and kept.
+    """
+    params = list(model.parameters())
+    first = {}
+    for p in params:
+        m = _PARAM.fullmatch(p.name)
+        if m:
+            scope, layer = m.group('scope'), int(m.group('layer'))
+            first[scope] = min(first.get(scope, layer), layer)
     out = {}
-    for key, value in state.items():
-        if isinstance(value, dict):
-            out[key] = _rename_keys(value, mapping)
-            continue
-        head = max((old for old in mapping
-                    if key == old or key.startswith(old + '_')),
-                   key=len, default=None)
-        out[key if head is None else mapping[head] + key[len(head):]] = value
+    for p in params:
+        m = _PARAM.fullmatch(p.name)
+        out[p.name] = p.name if m is None else '{}_{}.{}'.format(
+            m.group('scope'), int(m.group('layer')) - first[m.group('scope')], m.group('kind'))
     return out
 
 
+def _split(key, names):
+    """``(param name, accumulator, index)`` of an accumulator key whose
+    parameter is one of ``names`` (longest match), or None."""
+    head = max((n for n in names if key.startswith(n + '_')), key=len, default=None)
+    if head is None:
+        return None
+    m = re.fullmatch(r'_(?P<acc>.+)_(?P<idx>\d+)', key[len(head):])
+    return (head, m.group('acc'), int(m.group('idx'))) if m else None
+
+
+def _next_index(key):
+    """The index paddle's name generator will append to ``key`` next in this
+    process (0 unless an optimizer of these parameters was built before)."""
+    try:
+        from paddle.base import unique_name
+        return int(unique_name.generator.ids.get(key, 0))
+    except Exception:  # private API; 0 is right in a fresh process
+        return 0
+
+
+def param_names(model):
+    """``{canonical name: structured name}`` of ``model``'s parameters
+    (stored beside :func:`optimizer_state`)."""
+    canon = canonical_names(model)
+    return {canon[p.name]: n for n, p in model.named_parameters()}
+
+
 def optimizer_state(optimizer, model):
-    """``optimizer.state_dict()`` keyed by the model's structured parameter
-    names (``backbone.conv1_1._conv.weight_velocity_0``) instead of paddle's
-    per-process ones (``conv2d_78.w_0_velocity_0``), so that it can be
-    restored into a model built in any process, e.g. a notebook that
-    already built others."""
-    state = _rename_keys(optimizer.state_dict(),
-                         {p.name: n for n, p in model.named_parameters()})
-    state[STRUCTURED] = True
-    return state
+    """``optimizer.state_dict()`` keyed by canonical parameter names
+    (:func:`canonical_names`; accumulator index 0, as in a fresh process).
+
+    This is what PaddleSeg 2.8 saves as ``model.pdopt`` and resumes with
+    ``optimizer.set_state_dict``; :func:`param_names` gives the structured
+    name of each canonical one. For each BatchNorm parameter the
+    accumulators are also stored under the ``sync_batch_norm_<i>`` name,
+    which PaddleSeg's model has when it trains on several GPUs (paddle
+    ignores keys it does not ask for). With a warmup (our
+    ``PolynomialDecay(warmup_iters>0)``) the scheduler state also has the
+    ``LinearWarmup_LR`` entry that PaddleSeg's ``LinearWarmup`` reads.
+    """
+    canon = canonical_names(model)
+    state = optimizer.state_dict()
+    out, aliases = {}, {}
+    for key, value in state.items():
+        if key == LR_KEY:
+            out[key] = dict(value)
+            warmup = getattr(optimizer._learning_rate, 'warmup_iters', 0)
+            if warmup:
+                out[key]['LinearWarmup_LR'] = {
+                    'last_epoch': max(int(value['last_epoch']) - warmup, 0),
+                    'last_lr': value['last_lr']}
+        elif key == MASTER_KEY:
+            out[key] = {canon.get(k, k): v for k, v in value.items()}
+        else:
+            parts = _split(key, canon)
+            if parts is None:
+                out[key] = value
+                continue
+            param, acc, _ = parts
+            new = '{}_{}_0'.format(canon[param], acc)
+            out[new] = value
+            m = _PARAM.fullmatch(canon[param])
+            if m and m.group('scope') in _SCOPE_ALIASES:
+                aliases['{}_{}.{}_{}_0'.format(_SCOPE_ALIASES[m.group('scope')],
+                                               m.group('layer'), m.group('kind'), acc)] = value
+    out.update(aliases)
+    return out
 
 
-def load_optimizer_state(optimizer, model, state):
-    """Inverse of :func:`optimizer_state`; a state saved by PaddleSeg (paddle's
-    own names) is passed through as it is."""
+def _rename(state, mapping, optimizer, model):
+    """``state`` with each accumulator of a parameter in ``mapping`` (saved
+    name -> parameter of this process) renamed to the name this process's
+    optimizer will ask for; other accumulator keys are dropped.
+
+    A trainable parameter without saved state (it never had a gradient)
+    gets zeros for each accumulator that has the parameter's shape
+    (momentum's velocity, Adam's moments: what paddle starts them at), so
+    that a step that does update it finds its state."""
+    out, kinds, stated = {}, {}, set()
+    for key, value in state.items():
+        if key == LR_KEY:
+            out[key] = _fit_scheduler_state(value, optimizer)
+        elif key == MASTER_KEY:
+            out[key] = {mapping[k].name: v for k, v in value.items() if k in mapping}
+        else:
+            parts = _split(key, mapping)
+            if parts is not None:
+                param, acc, _ = parts
+                prefix = '{}_{}'.format(mapping[param].name, acc)
+                out['{}_{}'.format(prefix, _next_index(prefix))] = value
+                shaped = _shape(value) == list(mapping[param].shape)
+                kinds[acc] = kinds.get(acc, True) and shaped
+                stated.add(id(mapping[param]))
+    for p in model.parameters():
+        if p.stop_gradient or id(p) in stated:
+            continue
+        for acc, shaped in kinds.items():
+            if shaped:
+                prefix = '{}_{}'.format(p.name, acc)
+                out['{}_{}'.format(prefix, _next_index(prefix))] = paddle.zeros(
+                    p.shape, 'float32' if p.dtype in (paddle.float16, paddle.bfloat16)
+                    else p.dtype)
+    return out
+
+
+def _fit_scheduler_state(value, optimizer):
+    """A scheduler state without the ``LinearWarmup_LR`` entry unless this
+    optimizer's scheduler is a ``LinearWarmup`` (paddle warns about entries
+    it does not read)."""
+    if (isinstance(value, dict) and 'LinearWarmup_LR' in value
+            and type(optimizer._learning_rate).__name__ != 'LinearWarmup'):
+        value = {k: v for k, v in value.items() if k != 'LinearWarmup_LR'}
+    return value
+
+
+def _accumulators(state):
+    """``{param name: [(key, accumulator, value)]}`` of a paddle-named state,
+    parameters in the order of their first key."""
+    params = {}
+    for key, value in state.items():
+        if key in (LR_KEY, MASTER_KEY) or isinstance(value, dict):
+            continue
+        m = _ACCUMULATOR.fullmatch(key)
+        if m is None:
+            raise CheckpointError('optimizer state key {!r}: cannot tell which '
+                                  'parameter it belongs to'.format(key))
+        if _is_alias(key, state):
+            continue
+        params.setdefault(m.group('param'), []).append((key, m.group('acc'), value))
+    return params
+
+
+def _is_alias(key, state):
+    """Whether ``key`` is a ``sync_batch_norm`` alias that
+    :func:`optimizer_state` added next to the ``batch_norm2d`` key."""
+    for scope, alias in _SCOPE_ALIASES.items():
+        if key.startswith(alias + '_') and scope + key[len(alias):] in state:
+            return True
+    return False
+
+
+def _shape(value):
+    return list(np.shape(value.numpy() if hasattr(value, 'numpy') else value))
+
+
+def _signature(name, shape_of):
+    """What must agree between a saved parameter and ours: layer type
+    (``sync_batch_norm`` counts as ``batch_norm2d``), ``w_<i>``/``b_<i>``,
+    and shape (None: any)."""
+    m = _PARAM.fullmatch(name)
+    aliases = {alias: scope for scope, alias in _SCOPE_ALIASES.items()}
+    kind = (aliases.get(m.group('scope'), m.group('scope')), m.group('kind')) if m else None
+    return kind, shape_of
+
+
+def _embed(saved, ours, fits, reverse=False):
+    """Positions in ``ours`` of each of ``saved``, matched in order (the
+    leftmost embedding, or the rightmost with ``reverse``), or None."""
+    n, m = len(saved), len(ours)
+    out, j = [None] * n, (m - 1 if reverse else 0)
+    for i in (range(n - 1, -1, -1) if reverse else range(n)):
+        while 0 <= j < m and not fits(saved[i], ours[j]):
+            j += -1 if reverse else 1
+        if not 0 <= j < m:
+            return None
+        out[i] = j
+        j += -1 if reverse else 1
+    return out
+
+
+def match_by_order(state, model, source='model.pdopt'):
+    """Map the parameters of a paddle-named optimizer state (PaddleSeg's
+    ``model.pdopt``) to ``model``'s trainable parameters, by order.
+
+    Paddle creates an optimizer's accumulators at its first step, for the
+    trainable parameters that got a gradient, in the model's parameter
+    order; our PointRend registers the same parameters in the same order
+    as PaddleSeg's. So the saved parameters, in the order of their first
+    key, are ours in order, minus those that never had a gradient
+    (PointRend's unused ``neck.fpn_out.3``). They are matched in order to
+    ours of the same layer type, kind (``w_0``, ``b_0``) and shape
+    (accumulators that are not scalars have their parameter's shape);
+    paddle's per-process layer indices are not used (PaddleSeg creates its
+    FPN layers in another order than ours). When which parameters to skip
+    is ambiguous (``fpn_out.3`` is identical to ``fpn_out.2``) the earlier
+    ones are matched: unused layers are the last of their list. The
+    parameters left out are logged (INFO).
+
+    Returns:
+        dict: ``{saved parameter name: parameter of model}``.
+
+    Raises:
+        CheckpointError: the saved parameters cannot be matched in order
+            (the state was saved for another model).
+    """
+    saved = _accumulators(state)
+    names = list(saved)
+    trainable = [p for p in model.parameters() if not p.stop_gradient]
+
+    def shape_of(name):
+        shapes = [_shape(v) for _, _, v in saved[name] if int(np.prod(_shape(v))) != 1]
+        return shapes[0] if shapes else None
+    mine = [_signature(p.name, list(p.shape)) for p in trainable]
+    theirs = [_signature(n, shape_of(n)) for n in names]
+
+    def fits(a, b):
+        (kind_a, shape_a), (kind_b, shape_b) = a, b
+        return ((kind_a is None or kind_b is None or kind_a == kind_b)
+                and (shape_a is None or shape_a == shape_b))
+    left = _embed(theirs, mine, fits)
+    if left is None:
+        count = 0
+        while count < len(names) and _embed(theirs[:count + 1], mine, fits) is not None:
+            count += 1
+        raise CheckpointError(
+            '{}: holds optimizer state for {} parameters that do not match the model\'s {} '
+            'trainable ones in order (the first that does not: {}, shape {}); it was not '
+            'saved for this model'.format(source, len(names), len(trainable), names[count],
+                                          theirs[count][1]))
+    skipped = sorted(set(range(len(trainable))) - set(left))
+    if skipped:
+        from paddleseg.utils import logger
+        structured = {id(p): n for n, p in model.named_parameters()}
+        logger.info('{}: no optimizer state for {} parameters (never updated{}): {}'.format(
+            source, len(skipped),
+            '' if left == _embed(theirs, mine, fits, reverse=True)
+            else '; of identical ones, the later are taken as those',
+            ', '.join(structured[id(trainable[j])] for j in skipped[:5])
+            + (', ...' if len(skipped) > 5 else '')))
+    return {name: trainable[j] for name, j in zip(names, left)}
+
+
+def _structured(model, param):
+    return next((n for n, p in model.named_parameters() if p is param), param.name)
+
+
+def load_optimizer_state(optimizer, model, state, names=None, source='model.pdopt'):
+    """Restore ``state`` into ``optimizer`` (of ``model``'s parameters).
+
+    Args:
+        state (dict): A ``model.pdopt``: ours (canonical names, with
+            ``names``; or structured names, marked :data:`STRUCTURED`) or
+            PaddleSeg's (paddle's names of the process that saved it,
+            matched by :func:`match_by_order`).
+        names (dict, optional): ``{canonical name: structured name}`` saved
+            beside ours (:func:`optimizer_state`).
+
+    Raises:
+        CheckpointError: a PaddleSeg state that does not fit the model, or
+            ``names`` naming a parameter the model does not have.
+    """
     state = dict(state)
+    params = dict(model.named_parameters())
     if state.pop(STRUCTURED, False):
-        state = _rename_keys(state, {n: p.name for n, p in model.named_parameters()})
-    optimizer.set_state_dict(state)
+        mapping = params
+    elif names is not None:
+        missing = sorted(set(names.values()) - set(params))
+        if missing:
+            raise CheckpointError('{}: saved for parameters the model does not have: {}'
+                                  .format(source, ', '.join(missing[:5])))
+        mapping = {canon: params[n] for canon, n in names.items()}
+    else:
+        mapping = match_by_order(state, model, source)
+    optimizer.set_state_dict(_rename(state, mapping, optimizer, model))

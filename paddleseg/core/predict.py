@@ -1,5 +1,9 @@
 """Predict images and save colour maps and overlays.
 
+:func:`predict` is PaddleSeg 2.8's ``paddleseg.core.predict`` (it loads the
+weights file itself); :func:`predict_images` is the one predict.py uses,
+for a model whose weights are loaded.
+
 Under ``paddle.distributed.launch`` each rank predicts its own share of the
 images (:func:`paddleseg.core.val.shard`), so each is written once.
 """
@@ -63,10 +67,44 @@ def _relative(path, root):
     return os.path.relpath(path, root) if root else os.path.basename(path)
 
 
-def predict(model, transforms, image_list, save_dir, image_dir=None,
-            num_classes=None, aug_pred=False, scales=1.0, flip_horizontal=False,
-            flip_vertical=False, is_slide=False, stride=None, crop_size=None,
-            custom_color=None, cityscapes_dir=None):
+def predict(model, model_path, transforms, image_list, image_dir=None, save_dir='output',
+            aug_pred=False, scales=1.0, flip_horizontal=True, flip_vertical=False,
+            is_slide=False, stride=None, crop_size=None, custom_color=None):
+    """PaddleSeg 2.8's ``paddleseg.core.predict``: load ``model_path`` into
+    ``model``, then predict each image of ``image_list`` into
+    ``save_dir/pseudo_color_prediction/`` (PNG colour maps) and
+    ``save_dir/added_prediction/`` (overlays on the images).
+
+    Args:
+        model (nn.Layer): The model.
+        model_path (str): Its weights (``.pdparams`` or ``.safetensors``, a
+            path or URL), loaded strictly (a key or shape that does not fit
+            raises); None keeps the weights the model has.
+        transforms (Compose|list): The eval transforms (a list is composed).
+        image_list (list[str]), image_dir (str, optional), save_dir (str,
+        optional), aug_pred, scales, flip_horizontal (default True, used
+        with ``aug_pred``), flip_vertical, is_slide, stride, crop_size,
+        custom_color: As PaddleSeg's, see :func:`predict_images`.
+
+    Returns:
+        dict: As :func:`predict_images` (PaddleSeg's returns None).
+    """
+    from paddleseg.utils.checkpoint import load_entire_model
+    if model_path is not None:
+        load_entire_model(model, model_path)
+    if isinstance(transforms, (list, tuple)):
+        from paddleseg.transforms import Compose
+        transforms = Compose(list(transforms))
+    return predict_images(model, transforms, image_list, save_dir, image_dir=image_dir,
+                          aug_pred=aug_pred, scales=scales, flip_horizontal=flip_horizontal,
+                          flip_vertical=flip_vertical, is_slide=is_slide, stride=stride,
+                          crop_size=crop_size, custom_color=custom_color)
+
+
+def predict_images(model, transforms, image_list, save_dir, image_dir=None,
+                   num_classes=None, aug_pred=False, scales=1.0, flip_horizontal=False,
+                   flip_vertical=False, is_slide=False, stride=None, crop_size=None,
+                   custom_color=None, cityscapes_dir=None):
     """Predict each image; write ``pseudo_color_prediction/`` and ``added_prediction/``.
 
     Args:

@@ -44,6 +44,7 @@ from paddleseg.core.optim_state import (STRUCTURED, load_optimizer_state,  # noq
 from paddleseg.core.stop import StallWatchdog, StopSignals, TrainingInterrupted  # noqa: F401
 from paddleseg.core.options import TrainOptions
 from paddleseg.core.trainer import Trainer, compute_losses  # noqa: F401
+from paddleseg.core.val import details_kwargs
 from paddleseg.errors import ConfigError
 from paddleseg.utils.env import init_distributed
 
@@ -60,44 +61,74 @@ def _check_save_dir(save_dir):
         raise ConfigError('--save_dir {}: no permission to write in it'.format(save_dir))
 
 
-def train(model, train_dataset, losses, optimizer, iters, batch_size,
-          val_dataset=None, save_dir='output', save_interval=1000, log_iters=10,
-          num_workers=0, use_vdl=False, keep_checkpoint_max=5, do_eval=False,
-          resume_model=None, precision='fp32', amp_level='O1', seed=None,
-          nan_policy='stop', eval_kwargs=None, eval_interval=None,
-          stall_timeout=None, watchdog=None):
-    """Train ``model`` for ``iters`` iterations (PaddleSeg's ``core.train``).
+_UNSUPPORTED = {  # PaddleSeg 2.8 keywords accepted only at their default
+    'use_ema': (False, 'an EMA copy of the model is not kept'),
+    'profiler_options': (None, "paddle's profiler is not wired in"),
+    'to_static_training': (False, 'training runs in dynamic mode only'),
+}
+
+
+def _check_unsupported(**given):
+    for name, value in given.items():
+        default, why = _UNSUPPORTED[name]
+        if value != default:
+            raise ConfigError('train: {}={!r} is not supported ({}); leave it at {!r}'.format(
+                name, value, why, default))
+
+
+def train(model, train_dataset, val_dataset=None, optimizer=None, save_dir='output',
+          iters=10000, batch_size=2, resume_model=None, save_interval=1000, log_iters=10,
+          num_workers=0, use_vdl=False, use_ema=False, losses=None, keep_checkpoint_max=5,
+          test_config=None, precision='fp32', amp_level='O1', profiler_options=None,
+          to_static_training=False, *, do_eval=None, seed=None, nan_policy='stop',
+          eval_kwargs=None, eval_interval=None, stall_timeout=None, watchdog=None):
+    """Train ``model`` for ``iters`` iterations: PaddleSeg 2.8's ``core.train``.
+
+    The arguments up to ``to_static_training`` are PaddleSeg 2.8's, in its
+    order; the rest are this repository's and keyword-only.
 
     Args:
         model (nn.Layer): The model; its training outputs pair with ``losses``.
         train_dataset (Dataset): Items are dicts with ``img`` ``[3, H, W]``
             float32 and ``label`` ``[H, W]`` integer.
-        losses (dict): ``{'types': [...], 'coef': [...]}`` (config ``loss``).
-        optimizer (paddle.optimizer.Optimizer): With its lr scheduler.
-        iters (int): Total iterations (including those before a resume).
-        batch_size (int): Per process.
-        val_dataset (Dataset, optional): Evaluated when ``do_eval``. Default: None.
+        val_dataset (Dataset, optional): Evaluated every ``eval_interval``
+            iterations (and at the last), keeping ``best_model``, unless
+            ``do_eval=False``. Default: None.
+        optimizer (paddle.optimizer.Optimizer): With its lr scheduler. Required.
         save_dir (str, optional): Output folder. Default: 'output'.
+        iters (int, optional): Total iterations (including those before a
+            resume). Default: 10000.
+        batch_size (int, optional): Per process. Default: 2.
+        resume_model (str, optional): A checkpoint folder (ours, or an
+            ``iter_N`` PaddleSeg 2.8 wrote), or ``'auto'`` for the newest
+            complete one of ours in ``save_dir``. Default: None.
         save_interval (int, optional): Checkpoint period. Default: 1000.
         log_iters (int, optional): Logging period. Default: 10.
         num_workers (int, optional): Training data loader workers (the
             evaluations use at most 2). Default: 0.
         use_vdl (bool, optional): Write VisualDL scalars to ``save_dir/vdl``.
             Default: False.
+        use_ema (bool, optional): PaddleSeg's; only False. Default: False.
+        losses (dict): ``{'types': [...], 'coef': [...]}`` (config ``loss``,
+            ``SegBuilder.loss``). Required.
         keep_checkpoint_max (int, optional): ``iter_N`` folders kept. Default: 5.
-        do_eval (bool, optional): Evaluate at each checkpoint and keep
-            ``best_model``. Default: False.
-        resume_model (str, optional): A checkpoint folder, or ``'auto'`` for
-            the newest complete one in ``save_dir``. Default: None.
+        test_config (dict, optional): Keyword arguments of
+            :func:`paddleseg.core.evaluate` for the evaluations (config
+            ``test_config``; ``auc_roc`` is refused). Default: None.
         precision (str, optional): 'fp32' or 'fp16' (GPU; training and its
             evaluations). Default: 'fp32'.
         amp_level (str, optional): 'O1' or 'O2' with fp16. Default: 'O1'.
+        profiler_options (str, optional): PaddleSeg's; only None.
+        to_static_training (bool, optional): PaddleSeg's; only False.
+        do_eval (bool, optional): Evaluate ``val_dataset``; None (default):
+            when ``val_dataset`` is given, as PaddleSeg does.
         seed (int, optional): Seed of every random choice; random if None
             (and recorded in the checkpoints). Default: None.
         nan_policy (str, optional): 'stop' or 'skip' a non-finite loss. Default: 'stop'.
-        eval_kwargs (dict, optional): Passed to :func:`paddleseg.core.evaluate`.
-        eval_interval (int, optional): Evaluation period with ``do_eval``.
-            Default: ``save_interval``.
+        eval_kwargs (dict, optional): Another name for ``test_config``
+            (give one of them). Default: None.
+        eval_interval (int, optional): Evaluation period. Default:
+            ``save_interval``.
         stall_timeout (float, optional): Without ``watchdog``: log an error
             when a training step lasts longer than this many seconds (the
             run goes on waiting). 0 or None: no watchdog. Default: None.
@@ -107,14 +138,29 @@ def train(model, train_dataset, losses, optimizer, iters, batch_size,
             the process (what ``train.py`` passes). Default: None.
 
     Raises:
+        ConfigError: a missing ``optimizer`` or ``losses``, a PaddleSeg
+            option that is not supported set, a bad option.
         TrainingInterrupted: SIGINT/SIGTERM, after saving a checkpoint.
         DatasetError: a training sample cannot be loaded (after saving the
             progress made).
         NonFiniteLossError: see ``nan_policy``.
 
     Returns:
-        dict: ``{'miou': best mIoU or -1, 'iter': its iteration or -1}``.
+        dict: ``{'miou': best mIoU or -1, 'iter': its iteration or -1}``
+        (PaddleSeg's returns None).
     """
+    _check_unsupported(use_ema=use_ema, profiler_options=profiler_options,
+                       to_static_training=to_static_training)
+    for name, value in (('optimizer', optimizer), ('losses', losses)):
+        if value is None:
+            raise ConfigError('train: {} is required (SegBuilder(cfg).{})'.format(
+                name, 'loss' if name == 'losses' else name))
+    if test_config is not None and eval_kwargs is not None:
+        raise ConfigError('train: give test_config or eval_kwargs, not both '
+                          '(they are the same thing)')
+    eval_kwargs = details_kwargs(test_config if eval_kwargs is None else eval_kwargs)
+    if do_eval is None:
+        do_eval = val_dataset is not None
     opts = TrainOptions(
         iters=iters, batch_size=batch_size, save_dir=save_dir,
         save_interval=save_interval, eval_interval=eval_interval, log_iters=log_iters,

@@ -109,16 +109,28 @@ class Trainer:
     def resume(self, ckpt_dir):
         """Restore model, optimizer (with its lr schedule), iteration, seed
         and best result from a checkpoint folder; return the GradScaler's
-        state (None if it has none)."""
+        state (None if it has none).
+
+        A folder PaddleSeg 2.8 wrote (``iter_<N>/`` with only
+        ``model.pdparams`` and ``model.pdopt``) resumes at iteration N + 1:
+        its optimizer state is matched to the model's parameters by order
+        (:func:`paddleseg.core.optim_state.match_by_order`); its random
+        state is unknown, so the run is not bit-exact (one warning line)."""
         states, meta = load_checkpoint(ckpt_dir)
         if 'model.pdparams' not in states or 'model.pdopt' not in states:
             raise CheckpointError('{} lacks model.pdparams or model.pdopt'.format(ckpt_dir))
         self.net.set_state_dict(states['model.pdparams'])
-        load_optimizer_state(self.optimizer, self.net, states['model.pdopt'])
+        load_optimizer_state(self.optimizer, self.net, states['model.pdopt'],
+                             names=meta.get('optimizer_params'),
+                             source=os.path.join(ckpt_dir, 'model.pdopt'))
         self.start_iter = self.it = int(meta['iter'])
         self.last_saved = (self.start_iter, ckpt_dir)
         self.seed = int(meta.get('seed', self.seed))
         self.best = meta.get('best', self.best)
+        if meta.get('format') == 'paddleseg':
+            logger.warning('{} is a PaddleSeg checkpoint: its random state is unknown, so '
+                           'this run is not bit-exact with one that never stopped'.format(
+                               ckpt_dir))
         logger.info('Resumed from {} at iter {}'.format(ckpt_dir, self.start_iter))
         return states.get('scaler.pdstate')
 

@@ -1,5 +1,9 @@
 """Evaluation over a whole dataset: one confusion matrix, every metric.
 
+:func:`evaluate` is PaddleSeg 2.8's (it returns ``miou, acc, class_iou,
+class_precision, kappa``); :func:`evaluate_details` returns every metric
+in a dict and is what val.py and the training loop use.
+
 Under ``paddle.distributed.launch`` each rank evaluates a disjoint share of
 the set (:func:`shard`: rank ``r`` of ``N`` takes images ``r, r + N, ...``,
 nothing repeated to even the shares out) and the confusion matrices and image
@@ -7,6 +11,7 @@ counts are summed over the ranks, so the result is exactly that of one
 process over the whole set.
 """
 
+import inspect
 import time
 import traceback
 
@@ -17,7 +22,7 @@ from tqdm import tqdm
 
 from paddleseg.core import amp
 from paddleseg.core.infer import aug_inference, inference
-from paddleseg.errors import DatasetError, SegError
+from paddleseg.errors import ConfigError, DatasetError, SegError
 from paddleseg.utils import logger
 from paddleseg.utils.env import init_distributed
 from paddleseg.utils.metrics import confusion_matrix, metrics_from_confusion
@@ -134,11 +139,62 @@ def _predict(model, batch, aug_eval, infer_kwargs):
                         if k in infer_kwargs})
 
 
-def evaluate(model, eval_dataset, num_workers=0, aug_eval=False, scales=1.0,
-             flip_horizontal=False, flip_vertical=False, is_slide=False,
-             stride=None, crop_size=None, precision='fp32', amp_level='O1',
-             print_detail=True, progress=True, on_prediction=None):
-    """Evaluate ``model`` on ``eval_dataset``.
+def details_kwargs(test_config, what='test_config'):
+    """``test_config`` (keyword arguments of :func:`evaluate`, as PaddleSeg
+    passes them) as keyword arguments of :func:`evaluate_details`.
+
+    Raises:
+        ConfigError: a key neither accepts, or ``auc_roc`` true.
+    """
+    kwargs = dict(test_config or {})
+    if kwargs.pop('auc_roc', False):
+        raise ConfigError('{}: auc_roc: true is not supported (it needs every '
+                          "pixel's probabilities)".format(what))
+    known = set(inspect.signature(evaluate_details).parameters) - {'model', 'eval_dataset'}
+    unknown = sorted(set(kwargs) - known)
+    if unknown:
+        raise ConfigError('{}: {}: not an argument of paddleseg.core.evaluate'.format(
+            what, ', '.join(unknown)))
+    return kwargs
+
+
+def evaluate(model, eval_dataset, aug_eval=False, scales=1.0, flip_horizontal=False,
+             flip_vertical=False, is_slide=False, stride=None, crop_size=None,
+             precision='fp32', amp_level='O1', num_workers=0, print_detail=True,
+             auc_roc=False, *, progress=True, on_prediction=None):
+    """PaddleSeg 2.8's ``paddleseg.core.evaluate``: its arguments in its
+    order, and its result.
+
+    See :func:`evaluate_details` for the arguments (``progress`` and
+    ``on_prediction`` are this repository's, keyword-only).
+
+    Returns:
+        tuple: ``(miou, acc, class_iou, class_precision, kappa)``: floats
+        and ``[num_classes]`` float64 arrays (a class absent from labels and
+        predictions has a NaN IoU and is left out of ``miou``).
+
+    Raises:
+        ConfigError: ``auc_roc=True`` (PaddleSeg then also logs the ROC AUC
+            of every pixel's probabilities; not supported here).
+    """
+    if auc_roc:
+        raise ConfigError('evaluate: auc_roc=True is not supported (it needs every '
+                          "pixel's probabilities); use auc_roc=False")
+    result = evaluate_details(
+        model, eval_dataset, num_workers=num_workers, aug_eval=aug_eval, scales=scales,
+        flip_horizontal=flip_horizontal, flip_vertical=flip_vertical, is_slide=is_slide,
+        stride=stride, crop_size=crop_size, precision=precision, amp_level=amp_level,
+        print_detail=print_detail, progress=progress, on_prediction=on_prediction)
+    return (result['miou'], result['acc'], result['class_iou'], result['class_precision'],
+            result['kappa'])
+
+
+def evaluate_details(model, eval_dataset, num_workers=0, aug_eval=False, scales=1.0,
+                     flip_horizontal=False, flip_vertical=False, is_slide=False,
+                     stride=None, crop_size=None, precision='fp32', amp_level='O1',
+                     print_detail=True, progress=True, on_prediction=None):
+    """Evaluate ``model`` on ``eval_dataset``; every metric, in a dict
+    (:func:`evaluate` is PaddleSeg's form, with its tuple).
 
     On several processes (``paddle.distributed.launch``; the parallel
     environment is initialised here if it is not yet) each rank predicts

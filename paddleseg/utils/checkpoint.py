@@ -260,7 +260,9 @@ def _write_files(state_dicts, meta, folder):
     """Save every state dict into ``folder``, then ``meta.json`` last."""
     for name, state in state_dicts.items():
         path = os.path.join(folder, name)
-        paddle.save(state, path)
+        with warnings.catch_warnings():  # e.g. the empty state of a plain SGD
+            warnings.filterwarnings('ignore', message='The input state dict is empty')
+            paddle.save(state, path)
         _fsync(path)
     meta['files'] = sorted(state_dicts)
     meta_path = os.path.join(folder, META_FILE)
@@ -289,23 +291,50 @@ def _swap_in(new_dir, dest_dir):
     shutil.rmtree(old_dir)
 
 
+PADDLESEG_FILES = ('model.pdopt', 'model.pdparams')
+"""What PaddleSeg 2.8's training loop writes in ``iter_<N>/``."""
+
+
+def paddleseg_meta(ckpt_dir):
+    """The meta of a checkpoint folder written by PaddleSeg 2.8, or None.
+
+    PaddleSeg writes ``iter_<N>/model.pdparams`` and ``model.pdopt`` and
+    nothing else; its iteration is the folder's name. Returns ``{'iter': N,
+    'files': [...], 'format': 'paddleseg'}`` for such a folder (one without
+    ``meta.json``), else None.
+    """
+    match = _ITER_DIR.fullmatch(os.path.basename(os.path.normpath(ckpt_dir)))
+    if (match is None or os.path.exists(os.path.join(ckpt_dir, META_FILE))
+            or not all(os.path.isfile(os.path.join(ckpt_dir, f)) for f in PADDLESEG_FILES)):
+        return None
+    return {'iter': int(match.group(1)), 'files': list(PADDLESEG_FILES), 'format': 'paddleseg'}
+
+
 def read_meta(ckpt_dir):
-    """Return the dict in ``<ckpt_dir>/meta.json``.
+    """Return the dict in ``<ckpt_dir>/meta.json``, or for a folder PaddleSeg
+    2.8 wrote (no ``meta.json``) the one :func:`paddleseg_meta` makes.
 
     Raises:
-        CheckpointError: the file is missing or not valid JSON.
+        CheckpointError: the file is missing (and the folder is not
+            PaddleSeg's) or not valid JSON.
     """
     path = os.path.join(ckpt_dir, META_FILE)
     try:
         with open(path, encoding='utf-8') as f:
             return json.load(f)
     except (OSError, ValueError) as exc:
+        meta = paddleseg_meta(ckpt_dir) if isinstance(exc, FileNotFoundError) else None
+        if meta is not None:
+            return meta
         raise CheckpointError(
-            f'{ckpt_dir} is not a complete checkpoint: cannot read {META_FILE} ({exc})') from exc
+            f'{ckpt_dir} is not a complete checkpoint: cannot read {META_FILE} ({exc}); '
+            f'nor is it a PaddleSeg checkpoint (iter_<N>/ with '
+            f'{" and ".join(PADDLESEG_FILES)})') from exc
 
 
 def load_checkpoint(ckpt_dir):
-    """Return ``(state_dicts, meta)`` of a folder written by :func:`save_checkpoint`.
+    """Return ``(state_dicts, meta)`` of a folder written by :func:`save_checkpoint`
+    (or by PaddleSeg 2.8: see :func:`read_meta`).
 
     ``state_dicts`` maps each file name listed in ``meta['files']`` to what
     ``paddle.load`` returns for it.

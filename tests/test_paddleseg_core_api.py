@@ -1,0 +1,131 @@
+"""PaddleSeg 2.8's ``paddleseg.core`` functions, used as a PaddleSeg 2.8
+user script uses them: ``train`` with its keywords (and its positional
+``model, train_dataset, val_dataset, optimizer``), ``evaluate`` and its
+5-tuple, ``predict`` writing its two folders."""
+
+import inspect
+import json
+import os
+
+import numpy as np
+import paddle
+import pytest
+
+import paddleseg.core as core
+from paddleseg.cvlibs import Config, SegBuilder
+from paddleseg.errors import ConfigError
+from paddleseg.transforms import Compose
+from paddleseg.utils import get_image_list
+from tiny_data import make_tiny_cityscapes, write_tiny_config
+
+
+@pytest.fixture(scope='module')
+def tiny(tmp_path_factory):
+    base = tmp_path_factory.mktemp('psapi')
+    root = make_tiny_cityscapes(str(base / 'cs'), n_train=4, n_val=2)
+    path = write_tiny_config(str(base / 'tiny.yml'), root, iters=2, batch_size=2)
+    return {'base': base, 'root': root, 'path': path}
+
+
+def test_the_functions_are_paddlesegs():
+    assert list(inspect.signature(core.evaluate).parameters)[:14] == [
+        'model', 'eval_dataset', 'aug_eval', 'scales', 'flip_horizontal',
+        'flip_vertical', 'is_slide', 'stride', 'crop_size', 'precision', 'amp_level',
+        'num_workers', 'print_detail', 'auc_roc']
+    params = inspect.signature(core.predict).parameters
+    assert list(params) == [
+        'model', 'model_path', 'transforms', 'image_list', 'image_dir', 'save_dir',
+        'aug_pred', 'scales', 'flip_horizontal', 'flip_vertical', 'is_slide', 'stride',
+        'crop_size', 'custom_color']
+    assert (params['save_dir'].default, params['flip_horizontal'].default) == ('output', True)
+    assert callable(core.train) and core.train.__module__ == 'paddleseg.core.train'
+    # ours stay reachable under their own names
+    from paddleseg.core.predict import collect_images, predict_images
+    from paddleseg.core.val import evaluate_details
+    assert core.predict_images is predict_images and core.evaluate_details is evaluate_details
+    assert callable(collect_images)
+
+
+def test_a_paddleseg_28_script_trains_evaluates_and_predicts(tiny, tmp_path, capsys):
+    paddle.seed(0)
+    cfg = Config(tiny['path'], opts=['test_config={is_slide: true, crop_size: [64, 64], '
+                                     'stride: [64, 64]}'])
+    builder = SegBuilder(cfg)
+    model = builder.model
+    save_dir = str(tmp_path / 'output')
+    # as PaddleSeg 2.8's tools/train.py calls it
+    result = core.train(
+        model, builder.train_dataset, val_dataset=builder.val_dataset,
+        optimizer=builder.optimizer, save_dir=save_dir, iters=cfg.iters,
+        batch_size=cfg.batch_size, resume_model=None, save_interval=2, log_iters=1,
+        num_workers=0, use_vdl=False, use_ema=False, losses=builder.loss,
+        keep_checkpoint_max=1, test_config=cfg.test_config, precision='fp32',
+        amp_level='O1', profiler_options=None, to_static_training=False)
+    out = capsys.readouterr().out
+    # val_dataset given: evaluated (as PaddleSeg does), best_model kept
+    assert '[EVAL]' in out and result['iter'] == 2 and 0.0 <= result['miou'] <= 1.0
+    assert sorted(os.listdir(save_dir)) == ['best_model', 'iter_2']
+    assert {'model.pdparams', 'model.pdopt'} <= set(os.listdir(os.path.join(save_dir,
+                                                                          'iter_2')))
+
+    miou, acc, class_iou, class_precision, kappa = core.evaluate(
+        model, builder.val_dataset, print_detail=False, **cfg.test_config)
+    details = core.evaluate_details(model, builder.val_dataset, progress=False,
+                                    print_detail=False, **cfg.test_config)
+    assert miou == details['miou'] and acc == details['acc'] and kappa == details['kappa']
+    np.testing.assert_array_equal(class_iou, details['class_iou'])
+    np.testing.assert_array_equal(class_precision, details['class_precision'])
+    assert class_iou.shape == (19,) and miou == pytest.approx(result['miou'])
+
+    image_list, image_dir = get_image_list(os.path.join(tiny['root'], 'leftImg8bit', 'val'))
+    fresh = SegBuilder(Config(tiny['path'])).model        # predict loads the weights
+    pred_dir = str(tmp_path / 'pred')
+    core.predict(fresh, os.path.join(save_dir, 'best_model', 'model.pdparams'),
+                 Compose(builder.val_transforms), image_list, image_dir=image_dir,
+                 save_dir=pred_dir)
+    for folder, ext in (('pseudo_color_prediction', '.png'), ('added_prediction', '.jpg')):
+        written = sorted(os.path.relpath(os.path.join(d, f), os.path.join(pred_dir, folder))
+                         for d, _, files in os.walk(os.path.join(pred_dir, folder))
+                         for f in files)
+        assert written == sorted(os.path.splitext(os.path.relpath(p, image_dir))[0] + ext
+                                 for p in image_list)
+    for name, value in model.state_dict().items():   # the trained weights were loaded
+        np.testing.assert_array_equal(fresh.state_dict()[name].numpy(), value.numpy())
+
+
+def test_train_takes_paddlesegs_positional_arguments(tiny, tmp_path):
+    builder = SegBuilder(Config(tiny['path'], iters=2, batch_size=1))
+    # model, train_dataset, val_dataset, optimizer, save_dir, iters, batch_size
+    core.train(builder.model, builder.train_dataset, None, builder.optimizer,
+               str(tmp_path), 2, 1, losses=builder.loss, log_iters=1)
+    with open(tmp_path / 'iter_2' / 'meta.json') as f:
+        meta = json.load(f)
+    assert (meta['iter'], meta['batch_size']) == (2, 1)
+    assert not (tmp_path / 'best_model').exists()     # no val_dataset, no evaluation
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    ({'use_ema': True}, 'use_ema=True is not supported'),
+    ({'profiler_options': 'batch_range=[1,2]'}, 'profiler_options=.* is not supported'),
+    ({'to_static_training': True}, 'to_static_training=True is not supported'),
+    ({'optimizer': None}, 'optimizer is required'),
+    ({'losses': None}, 'losses is required'),
+    ({'test_config': {'auc_roc': True}}, 'auc_roc: true is not supported'),
+    ({'test_config': {'is_slid': True}}, 'is_slid: not an argument'),
+    ({'test_config': {}, 'eval_kwargs': {}}, 'give test_config or eval_kwargs, not both'),
+])
+def test_train_refuses_what_it_does_not_support_before_training(tiny, tmp_path, kwargs,
+                                                                message):
+    builder = SegBuilder(Config(tiny['path']))
+    args = dict(optimizer=builder.optimizer, losses=builder.loss, save_dir=str(tmp_path),
+                iters=1, batch_size=1)
+    args.update(kwargs)
+    with pytest.raises(ConfigError, match=message):
+        core.train(builder.model, builder.train_dataset, **args)
+    assert os.listdir(tmp_path) == []
+
+
+def test_evaluate_refuses_auc_roc(tiny):
+    builder = SegBuilder(Config(tiny['path']))
+    with pytest.raises(ConfigError, match='auc_roc=True is not supported'):
+        core.evaluate(builder.model, builder.val_dataset, auc_roc=True)
