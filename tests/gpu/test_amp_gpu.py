@@ -138,7 +138,6 @@ _RECORD_DTYPES = '''\
 """Run train.py's main here, recording at each training step the dtypes of
 the model's convolution and BatchNorm weights. argv: record.json, then
 train.py's arguments."""
-import importlib
 import json
 import sys
 
@@ -149,15 +148,7 @@ from paddle.nn.layer.norm import _BatchNormBase  # noqa: E402
 import train as train_cli  # noqa: E402
 
 
-def trainer_class():
-    """The class whose step() train.py's loop calls."""
-    try:
-        return importlib.import_module('paddleseg.core.trainer').Trainer
-    except (ImportError, AttributeError):
-        return importlib.import_module('paddleseg.core.train')._Trainer
-
-
-Trainer = trainer_class()
+from paddleseg.core.trainer import Trainer  # noqa: E402  (whose step() train.py calls)
 record = []
 step = Trainer.step
 

@@ -65,7 +65,6 @@ def test_two_gpu_launch_of_train_py(tiny, tools, tmp_path):
 _RANK_REPORT = '''\
 """train.py's main under paddle.distributed.launch, each rank printing its
 steps and saving its final state. argv: out_dir, then train.py's arguments."""
-import importlib
 import json
 import os
 import sys
@@ -78,15 +77,7 @@ from paddle.nn.layer.norm import _BatchNormBase  # noqa: E402
 import train as train_cli  # noqa: E402
 
 
-def trainer_class():
-    """The class whose step() and run() train.py calls."""
-    try:
-        return importlib.import_module('paddleseg.core.trainer').Trainer
-    except (ImportError, AttributeError):
-        return importlib.import_module('paddleseg.core.train')._Trainer
-
-
-Trainer = trainer_class()
+from paddleseg.core.trainer import Trainer  # noqa: E402  (whose step() train.py calls)
 out = sys.argv[1]
 step, run = Trainer.step, Trainer.run
 
