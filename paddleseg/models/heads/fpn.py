@@ -32,14 +32,16 @@ class FPNNeck(nn.Layer):
 
     def __init__(self, fpn_inplanes=(256, 512, 1024, 2048), fpn_outplanes=256):
         super().__init__()
-        self.lateral_convs = nn.LayerList([
-            nn.Sequential(nn.Conv2D(c, fpn_outplanes, 1),
-                          nn.BatchNorm2D(fpn_outplanes), nn.ReLU())
-            for c in fpn_inplanes])
-        self.fpn_out = nn.LayerList([
-            nn.Sequential(ConvBNReLU(fpn_outplanes, fpn_outplanes, 3,
-                                     bias_attr=False))
-            for _ in fpn_inplanes])
+        # created in PaddleSeg's order (lateral i, then out i), so that paddle
+        # gives the parameters the names PaddleSeg's model has
+        lateral_convs, fpn_out = [], []
+        for c in fpn_inplanes:
+            lateral_convs.append(nn.Sequential(
+                nn.Conv2D(c, fpn_outplanes, 1), nn.BatchNorm2D(fpn_outplanes), nn.ReLU()))
+            fpn_out.append(nn.Sequential(
+                ConvBNReLU(fpn_outplanes, fpn_outplanes, 3, bias_attr=False)))
+        self.lateral_convs = nn.LayerList(lateral_convs)
+        self.fpn_out = nn.LayerList(fpn_out)
 
     def forward(self, feats):
         top = self.lateral_convs[-1](feats[-1])
@@ -113,8 +115,7 @@ class FPNHead(nn.Layer):
             blocks.append(ConvReLU(in_channels if k == 0 else channels, channels,
                                    3, padding=1))
             if upsample:
-                blocks.append(nn.Upsample(scale_factor=2, mode='bilinear',
-                                          align_corners=self.align_corners))
+                blocks.append(Upsample2x(self.align_corners))
         return blocks
 
     def forward(self, inputs):
@@ -156,6 +157,21 @@ class FPNHead(nn.Layer):
         """The plain computation: the whole tower, then the bilinear resize."""
         return F.interpolate(tower(feat), size, mode='bilinear',
                              align_corners=self.align_corners)
+
+
+class Upsample2x(nn.Upsample):
+    """``nn.Upsample(scale_factor=2, mode='bilinear')`` that passes the
+    output size instead of the factor: the same arithmetic, bit for bit,
+    and an exported program without the list-of-float ``scale`` attribute
+    that paddle2onnx 2.1.0 cannot convert."""
+
+    def __init__(self, align_corners=False):
+        super().__init__(scale_factor=2, mode='bilinear',
+                         align_corners=align_corners)
+
+    def forward(self, x):
+        return F.interpolate(x, [x.shape[2] * 2, x.shape[3] * 2],
+                             mode='bilinear', align_corners=self.align_corners)
 
 
 def _run(layers, x):
