@@ -1,13 +1,19 @@
-"""Export a trained model for deployment (Paddle Inference / FastDeploy).
+"""Export a trained model for deployment.
 
     python export.py --config configs/pointrendfpn/pointrend_resnet101_os8_cityscapes_512×1024_80k.yml \
-        --model_path output/best_model/model.pdparams --save_dir output/inference_model
+        --model_path output/best_model/model.pdparams --save_dir output/inference_model \
+        [--format paddle_legacy|paddle|onnx]
 
-Writes ``model.json`` (``model.pdmodel`` with the old IR), ``model.pdiparams``
-and ``deploy.yaml`` into ``--save_dir``. The program is the eval-mode model
-(with PointRend's subdivision) and, by default, an argmax: its output is the
-``int32 [N, H, W]`` class map of the normalised ``float32 [N, 3, H, W]``
-input. ``--input_shape`` fixes the input size; -1 entries are dynamic.
+Writes the model, its parameters and ``deploy.yaml`` into ``--save_dir``:
+``model.pdmodel`` + ``model.pdiparams`` (``paddle_legacy``, the default:
+Paddle Inference with any Config, PaddleSeg v2.8.0's
+``deploy/python/infer.py``), ``model.json`` + ``model.pdiparams``
+(``paddle``: Paddle >= 3.0's new IR) or ``model.onnx`` (``onnx``: ONNX
+Runtime; needs ``pip install -r requirements-deploy.txt``). The program is
+the eval-mode model (with PointRend's subdivision) and, by default, an
+argmax: its output is the ``int32 [N, H, W]`` class map of the normalised
+``float32 [N, 3, H, W]`` input. ``--input_shape`` fixes the input size; -1
+entries are dynamic.
 """
 
 import argparse
@@ -29,6 +35,13 @@ def parse_args(argv=None):
                    default='argmax',
                    help='argmax: int32 class map [N, H, W]; softmax: '
                         'probabilities [N, C, H, W]; none: logits. Default: argmax.')
+    p.add_argument('--format', choices=['paddle_legacy', 'paddle', 'onnx'],
+                   default='paddle_legacy',
+                   help='paddle_legacy: model.pdmodel, run by Paddle '
+                        'Inference with any Config and by PaddleSeg deploy/'
+                        'python/infer.py; paddle: model.json '
+                        '(Paddle >= 3.0 new IR); onnx: model.onnx (needs '
+                        'paddle2onnx). Default: paddle_legacy.')
     return p.parse_args(argv)
 
 
@@ -39,21 +52,27 @@ def main(argv=None):
 
 
 def run(args):
-    from paddleseg.core.export import export, parse_input_shape
+    from paddleseg.core.export import check_format, export, parse_input_shape
     from paddleseg.cvlibs import config_builder as builder
     from paddleseg.errors import ConfigError
     from paddleseg.utils.cli import build_for_inference
+    from paddleseg.utils.env import tune_process
     try:
         parse_input_shape(args.input_shape)
     except ValueError as exc:
         raise ConfigError('--input_shape: {}'.format(exc)) from None
+    try:
+        check_format(args.format)
+    except ImportError as exc:  # paddle2onnx missing: say so before the work
+        raise ConfigError('--format {}: {}'.format(args.format, exc)) from None
+    tune_process(training=False)  # MKL's fast path on AMD, before the first kernel
     cfg, model, _ = build_for_inference(args)
     key = 'export' if (cfg.get('export') or {}).get('transforms') else 'val_dataset'
     transforms = (cfg.get(key) or {}).get('transforms') or []
     for i, spec in enumerate(transforms):  # a bad one fails now, not at deployment
         builder.build_component(spec, '{}.transforms.{}'.format(key, i))
     return export(model, args.save_dir, args.input_shape, args.output_op,
-                  transforms)
+                  transforms, format=args.format)
 
 
 if __name__ == '__main__':

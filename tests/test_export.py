@@ -1,10 +1,13 @@
 """export.py: static inference model + deploy.yaml, fixed and dynamic input.
 
-A tiny ResNet18_vd PointRendFPN with fixed random weights is exported; the
-loaded program (paddle.inference and paddle.jit.load) must give the argmax
-of the dygraph eval-mode model, subdivision included.
+A tiny ResNet18_vd PointRendFPN with fixed random weights is exported in
+both Paddle formats (paddle_legacy, the default: model.pdmodel; paddle:
+model.json); the loaded program (paddle.inference and paddle.jit.load)
+must give the argmax of the dygraph eval-mode model, subdivision included.
+ONNX and the consumers outside this repository: tests/test_deploy.py.
 """
 
+import contextlib
 import os
 import sys
 
@@ -20,6 +23,8 @@ sys.path.insert(0, ROOT)
 import export as export_cli  # noqa: E402
 
 from paddleseg.core.export import create_predictor, run_predictor  # noqa: E402
+
+MODEL_FILES = {'paddle_legacy': 'model.pdmodel', 'paddle': 'model.json'}
 
 
 @pytest.fixture(scope='module')
@@ -54,6 +59,20 @@ def _dygraph(model, x, output_op='argmax'):
     return logits.numpy()
 
 
+def _jit_load(save_dir):
+    """paddle.jit.load of either format: an old-IR program loads (and runs)
+    with the new IR off, as export.py wrote it."""
+    from paddle.pir_utils import DygraphOldIrGuard
+    fmt = yaml.safe_load(open(os.path.join(save_dir, 'deploy.yaml')))['Deploy']['format']
+    guard = DygraphOldIrGuard() if fmt == 'paddle_legacy' else contextlib.nullcontext()
+
+    def run(x):
+        with guard:
+            return paddle.jit.load(os.path.join(save_dir, 'model'))(
+                paddle.to_tensor(x)).numpy()
+    return run
+
+
 def _predictor(save_dir, use_onednn=False):
     return create_predictor(save_dir, use_onednn=use_onednn, cpu_threads=1)
 
@@ -62,10 +81,13 @@ def _image(h, w, n=1, seed=0):
     return np.random.default_rng(seed).standard_normal((n, 3, h, w)).astype('float32')
 
 
-def test_fixed_shape_export_matches_dygraph(tiny):
-    save_dir = _export(tiny, 'fixed', '--input_shape', '1', '3', '64', '128')
+@pytest.mark.parametrize('fmt', ['paddle_legacy', 'paddle'])
+def test_fixed_shape_export_matches_dygraph(tiny, fmt):
+    save_dir = _export(tiny, 'fixed_' + fmt, '--input_shape', '1', '3', '64', '128',
+                       '--format', fmt)
     files = sorted(os.listdir(save_dir))
     deploy = yaml.safe_load(open(os.path.join(save_dir, 'deploy.yaml')))['Deploy']
+    assert deploy['model'] == MODEL_FILES[fmt] and deploy['format'] == fmt
     assert deploy['model'] in files and deploy['params'] == 'model.pdiparams'
     assert deploy['params'] in files
     assert deploy['input_shape'] == [1, 3, 64, 128]
@@ -77,49 +99,72 @@ def test_fixed_shape_export_matches_dygraph(tiny):
     out = run_predictor(_predictor(save_dir), x)
     assert out.dtype == np.int32 and out.shape == (1, 64, 128)
     np.testing.assert_array_equal(out, expected)
-    loaded = paddle.jit.load(os.path.join(save_dir, 'model'))
-    np.testing.assert_array_equal(loaded(paddle.to_tensor(x)).numpy(), expected)
+    np.testing.assert_array_equal(_jit_load(save_dir)(x), expected)
 
 
-def test_dynamic_shape_export_matches_dygraph_at_other_sizes(tiny):
-    save_dir = _export(tiny, 'dynamic')  # default -1 3 -1 -1
+def test_default_format_is_paddle_legacy(tiny):
+    save_dir = _export(tiny, 'dynamic_paddle_legacy')  # default -1 3 -1 -1
     deploy = yaml.safe_load(open(os.path.join(save_dir, 'deploy.yaml')))['Deploy']
+    assert deploy['format'] == 'paddle_legacy' and deploy['model'] == 'model.pdmodel'
     assert deploy['input_shape'] == [-1, 3, -1, -1]
+    assert 'model.json' not in os.listdir(save_dir)
+
+
+@pytest.mark.parametrize('fmt', ['paddle_legacy', 'paddle'])
+def test_dynamic_shape_export_matches_dygraph_at_other_sizes(tiny, fmt):
+    save_dir = str(tiny['base'] / ('dynamic_' + fmt))
+    if not os.path.isdir(save_dir):
+        save_dir = _export(tiny, 'dynamic_' + fmt, '--format', fmt)
     predictor = _predictor(save_dir)
     # 128x256: the subdivision keeps 8196 of 32768 cells; 64x96: all cells
-    for shape in ((1, 64, 128), (2, 96, 160), (1, 128, 256), (1, 64, 96)):
+    for shape in ((1, 64, 128), (2, 96, 160), (1, 128, 256), (1, 64, 96),
+                  (1, 100, 70)):
         x = _image(*shape[1:], n=shape[0], seed=sum(shape))
         out = run_predictor(predictor, x)
         assert out.shape == (shape[0],) + shape[1:]
         np.testing.assert_array_equal(out, _dygraph(tiny['model'], x), err_msg=str(shape))
 
 
+@pytest.mark.parametrize('fmt', ['paddle_legacy', 'paddle'])
 @pytest.mark.parametrize('output_op', ['softmax', 'none'])
-def test_float_outputs(tiny, output_op):
-    save_dir = _export(tiny, output_op, '--output_op', output_op,
-                       '--input_shape', '1', '3', '-1', '-1')
+def test_float_outputs(tiny, output_op, fmt):
+    save_dir = _export(tiny, output_op + fmt, '--output_op', output_op,
+                       '--input_shape', '1', '3', '-1', '-1', '--format', fmt)
     deploy = yaml.safe_load(open(os.path.join(save_dir, 'deploy.yaml')))['Deploy']
     assert deploy['output_op'] == output_op and deploy['output_dtype'] == 'float32'
     x = _image(64, 96, seed=3)
-    out = paddle.jit.load(os.path.join(save_dir, 'model'))(paddle.to_tensor(x)).numpy()
+    expected = _dygraph(tiny['model'], x, output_op)
+    out = _jit_load(save_dir)(x)
     assert out.shape == (1, 19, 64, 96)
-    np.testing.assert_allclose(out, _dygraph(tiny['model'], x, output_op),
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
+    out = run_predictor(_predictor(save_dir), x)
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize('fmt', ['paddle_legacy', 'paddle'])
 @pytest.mark.parametrize('name, args', [
     ('dynamic', []), ('fixed', ['--input_shape', '1', '3', '64', '128'])])
-def test_onednn_predictor_matches_dygraph(tiny, name, args):
+def test_onednn_predictor_matches_dygraph(tiny, name, args, fmt):
     """oneDNN (MKLDNN) CPU kernels, as create_predictor sets them up."""
-    save_dir = str(tiny['base'] / name)
+    save_dir = str(tiny['base'] / '{}_{}'.format(name, fmt))
     if not os.path.isdir(save_dir):
-        save_dir = _export(tiny, name, *args)
+        save_dir = _export(tiny, '{}_{}'.format(name, fmt), '--format', fmt, *args)
     x = _image(64, 128, seed=5)
     out = run_predictor(_predictor(save_dir, use_onednn=True), x)
     expected = _dygraph(tiny['model'], x)
     assert out.shape == expected.shape
     # oneDNN kernels may sum in another order: allow a few flipped near-ties
     assert (out == expected).mean() > 0.999
+
+
+def test_both_formats_in_one_process_leave_the_ir_as_it_was(tiny):
+    """The old-IR export switches the IR for its own time only."""
+    before = paddle.framework.get_flags('FLAGS_enable_pir_api')['FLAGS_enable_pir_api']
+    _export(tiny, 'ir_a', '--format', 'paddle_legacy', '--input_shape', '1', '3', '64', '64')
+    assert paddle.framework.get_flags('FLAGS_enable_pir_api')['FLAGS_enable_pir_api'] == before
+    assert paddle.in_dynamic_mode()
+    save_dir = _export(tiny, 'ir_b', '--format', 'paddle', '--input_shape', '1', '3', '64', '64')
+    assert os.path.isfile(os.path.join(save_dir, 'model.json'))
 
 
 def test_bad_input_shape_is_a_one_line_error(tiny, capsys):

@@ -236,17 +236,16 @@ def get_uncertain_point_coords_on_grid(uncertainty_map, num_points):
     flat = uncertainty_map.reshape([n, h * w])
     if isinstance(h, int) and isinstance(w, int):
         num_points = min(h * w, int(num_points))
-    else:  # paddle.jit.to_static with a dynamic size: h, w are tensors
-        # H * W read from the flat shape, not multiplied: Paddle
-        # Inference's oneDNN passes would fuse an integer multiply with
-        # the clip (as an activation) and fail on an old-IR program
-        num_points = paddle.clip(paddle.shape(flat)[1], max=int(num_points))
-    point_indices = paddle.topk(flat, k=num_points, axis=1)[1]
-    if isinstance(h, int) and isinstance(w, int):
         w_step, h_step = 1.0 / w, 1.0 / h
-    else:  # float32 of shape [1]: oneDNN divides neither integers nor 0-D
+    else:  # paddle.jit.to_static with a dynamic size: h, w are tensors.
+        # Written for Paddle Inference's oneDNN passes (old-IR export): H * W
+        # is read from the flat shape (they would fuse an integer multiply
+        # with the clip, as an activation, and fail), and the steps are
+        # float32 of shape [1] (oneDNN divides neither integers nor 0-D).
+        num_points = paddle.clip(paddle.shape(flat)[1], max=int(num_points))
         w_step = 1.0 / w.astype('float32').reshape([1])
         h_step = 1.0 / h.astype('float32').reshape([1])
+    point_indices = paddle.topk(flat, k=num_points, axis=1)[1]
     x = w_step / 2.0 + (point_indices % w).astype('float32') * w_step
     y = h_step / 2.0 + (point_indices // w).astype('float32') * h_step
     return point_indices, paddle.stack([x, y], axis=2)

@@ -51,6 +51,14 @@ class PointHead(nn.Layer):
         ``[point_logits [N, num_classes, num_points], points [N, num_points, 2]]``;
         inference returns ``[refined logits [N, num_classes, H * s^k, W * s^k]]``
         with ``s = scale_factor``, ``k = subdivision_steps``.
+
+    Mixed precision: the points are float32 and the subdivision's indices
+    int64 whatever the dtype of the maps; the features and coarse logits
+    are sampled in float32 (see :mod:`paddleseg.models.point_features`),
+    and the MLP runs in whatever precision ``paddle.amp.auto_cast`` gives
+    it, so the point logits may be float16 (the loss casts them to
+    float32). The refined logits keep the dtype of the upsampled coarse
+    logits.
     """
 
     def __init__(self, num_classes=19, num_fcs=3, in_channels=(256,),
@@ -120,11 +128,22 @@ class PointHead(nn.Layer):
         """Adaptive subdivision inference; returns the refined logits."""
         refined = coarse
         for _ in range(self.subdivision_steps):
-            refined = F.interpolate(refined, scale_factor=self.scale_factor,
-                                    mode='bilinear',
-                                    align_corners=self.align_corners)
+            refined = self._upsample(refined)
             idx, points = pf.get_uncertain_point_coords_on_grid(
                 pf.calculate_uncertainty(refined), self.subdivision_num_points)
             refined = pf.scatter_point_logits(
                 refined, idx, self.point_logits(fine_maps, coarse, points))
         return refined
+
+    def _upsample(self, logits):
+        """Bilinear upsample by ``scale_factor``. An integer factor is given
+        as the output size (the same arithmetic, bit for bit): an exported
+        program then has no list-of-float ``scale`` attribute, which
+        paddle2onnx 2.1.0 cannot convert."""
+        s = self.scale_factor
+        if float(s).is_integer():
+            size = [logits.shape[2] * int(s), logits.shape[3] * int(s)]
+            return F.interpolate(logits, size, mode='bilinear',
+                                 align_corners=self.align_corners)
+        return F.interpolate(logits, scale_factor=s, mode='bilinear',
+                             align_corners=self.align_corners)
