@@ -186,7 +186,8 @@ def test_tune_process_in_a_fresh_process():
     """Training: OpenMP's idle threads sleep at once (block time 0 although
     OpenMP started at ``import paddle``), freed large blocks leave the
     process (4 MiB threshold); inference: both left as they were. Both:
-    MKL's path for this CPU."""
+    MKL's path for this CPU. (Untuned, the freed 8 MiB block stays resident,
+    in part: 6.3-8 MiB measured, depending on what the heap held before.)"""
     from paddleseg import mkl_dispatch
     this_cpu = mkl_dispatch.mkl_cpu_type(*mkl_dispatch.read_cpuinfo())
     train = _tuned('train')
@@ -196,9 +197,9 @@ def test_tune_process_in_a_fresh_process():
     assert train['MKL'] == train['mkl_cpu_type'] == this_cpu
     infer = _tuned('eval')
     assert infer['blocktime'] == 200 and infer['KMP_BLOCKTIME'] is None
-    assert infer['mmap_threshold'] == 0 and infer['kept'] >= 7 << 20
+    assert infer['mmap_threshold'] == 0 and infer['kept'] >= 4 << 20
     assert infer['MKL'] == this_cpu
     # the user's settings win
     users = _tuned('train', KMP_BLOCKTIME='50', SEG_MMAP_THRESHOLD='0')
     assert users['blocktime'] == 50 and users['kmp_blocktime_0'] is False
-    assert users['mmap_threshold'] == 0 and users['kept'] >= 7 << 20
+    assert users['mmap_threshold'] == 0 and users['kept'] >= 4 << 20
