@@ -11,6 +11,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from robust_helpers import LAUNCH_ENV
 from tiny_data import make_tiny_cityscapes, write_tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -145,12 +146,8 @@ def _run_driver(cfg, out, batch_size, nprocs, log_dir):
     if nprocs > 1:
         args = ['-m', 'paddle.distributed.launch', '--nproc_per_node', str(nprocs),
                 '--log_dir', str(log_dir)] + args
-    env = dict(os.environ, SEG_CPU_THREADS='1')
-    # paddle's launcher takes a set CUDA_VISIBLE_DEVICES (the CPU suite's
-    # '') for a list of GPUs: one empty name, too few for 2 processes
-    env.pop('CUDA_VISIBLE_DEVICES', None)
     proc = subprocess.run([sys.executable] + args, cwd=ROOT, capture_output=True,
-                          text=True, timeout=900, env=env)
+                          text=True, timeout=900, env=LAUNCH_ENV)
     logs = ''.join(open(os.path.join(log_dir, f)).read()
                    for f in sorted(os.listdir(log_dir)) if f.startswith('workerlog')) \
         if os.path.isdir(log_dir) else ''

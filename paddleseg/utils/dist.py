@@ -51,8 +51,7 @@ def device_kind(device=None):
 
     Returns:
         str: ``'cpu'``, ``'gpu'``, ``'xpu'`` or the custom device type
-        (``'npu'``, ...); unlike ``paddleseg.utils.env.get_device`` an XPU
-        or NPU is not ``'cpu'``.
+        (``'npu'``, ...): an XPU or NPU is not ``'cpu'``.
     """
     if device is None:
         device = paddle.device.get_device()

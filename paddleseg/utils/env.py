@@ -10,6 +10,7 @@ import numpy as np
 import paddle
 
 from paddleseg.errors import ConfigError
+from paddleseg.utils.dist import device_kind
 from paddleseg.mkl_dispatch import set_mkl_code_path
 
 THREADS_ENV = 'SEG_CPU_THREADS'
@@ -19,8 +20,10 @@ _M_MMAP_THRESHOLD = -3
 
 
 def get_device():
-    """Return ``'gpu'`` when paddle's current device is a GPU, else ``'cpu'``."""
-    return 'gpu' if paddle.device.get_device().startswith('gpu') else 'cpu'
+    """The kind of paddle's current device: ``'cpu'``, ``'gpu'``, ``'xpu'``
+    or a custom device type such as ``'npu'`` (an XPU is not a CPU here;
+    :func:`paddleseg.utils.dist.device_kind`)."""
+    return device_kind()
 
 
 def usable_cpu_count():
@@ -53,7 +56,7 @@ def set_cpu_threads(n=None):
     variable if set, else every usable core when paddle runs on the CPU
     (divided among the ``PADDLE_LOCAL_SIZE`` processes that
     ``paddle.distributed.launch`` starts on one machine). On a
-    GPU with neither ``n`` nor the variable, nothing changes and None is
+    GPU (or XPU, NPU) with neither ``n`` nor the variable, nothing changes and None is
     returned.
 
     Paddle sets ``OMP_NUM_THREADS=1`` when imported, and changing that
