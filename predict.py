@@ -8,6 +8,9 @@ Writes ``<save_dir>/pseudo_color_prediction/`` (palette PNGs whose pixel
 values are the class ids) and ``<save_dir>/added_prediction/`` (overlays),
 keeping the sub-folders of ``--image_path``.
 
+``--engine inference|onnx --model_path <export folder>`` runs the exported
+model (Paddle Inference, ONNX Runtime) instead of the dygraph one.
+
 Exit status: 0 every image predicted; 1 some could not be read (each named on
 stderr; the others are written); 2 a user error (one line on stderr).
 
@@ -22,20 +25,24 @@ reports the status of the first failed rank in rank order).
 import argparse
 import sys
 
-from paddleseg.utils.cli import add_common_args, add_inference_args, user_errors
+from paddleseg.utils.cli import (add_common_args, add_engine_args,
+                                 add_inference_args, user_errors)
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog='predict.py',
                                 description='Predict with a PointRend-Paddle model.')
     add_common_args(p)
-    p.add_argument('--model_path', required=True, help='Weights: model.pdparams.')
+    p.add_argument('--model_path', required=True,
+                   help='Weights: model.pdparams; with --engine inference|onnx, '
+                        'the folder export.py wrote.')
     p.add_argument('--image_path', required=True,
                    help='An image, a folder (recursive) or a .txt list of images.')
     p.add_argument('--save_dir', default='./output/result', help='Output folder.')
     p.add_argument('--aug_pred', action='store_true',
                    help='Multi-scale / flip prediction (see --scales, --flip_*).')
     add_inference_args(p)
+    add_engine_args(p)
     p.add_argument('--custom_color', nargs='+', type=int, default=None,
                    help='Class colours as r g b r g b ...')
     p.add_argument('--save_cityscapes', default=None, metavar='DIR',
@@ -73,6 +80,8 @@ def run(args):
         raise ConfigError('--save_cityscapes needs a model of the 19 Cityscapes '
                           'train classes; this one has {}'.format(
                               getattr(model, 'num_classes', None)))
+    if args.engine != 'dygraph':
+        model.check_inference(aug=args.aug_pred, is_slide=args.is_slide)
     spec = cfg.get('val_dataset') or {}
     if 'transforms' not in spec:
         raise ConfigError('{}: val_dataset.transforms: missing (predict.py uses '

@@ -3,6 +3,11 @@
     python val.py --config configs/pointrendfpn/pointrend_resnet101_os8_cityscapes_512×1024_80k.yml \
         --model_path output/best_model/model.pdparams
 
+The exported model instead (``export.py``): ``--engine inference`` (Paddle
+Inference, oneDNN on the CPU unless ``--enable_mkldnn false``) or ``--engine
+onnx`` (ONNX Runtime), ``--model_path`` the export's folder; the metrics are
+computed the same way.
+
 Several processes: ``python -m paddle.distributed.launch val.py ...``; each
 evaluates its own share of the images (each image once) and rank 0 prints
 the metrics of the whole set and writes ``--save_json``.
@@ -11,19 +16,22 @@ the metrics of the whole set and writes ``--save_json``.
 import argparse
 import json
 
-from paddleseg.utils.cli import (add_common_args, add_inference_args,
-                                 add_precision_args, user_errors)
+from paddleseg.utils.cli import (add_common_args, add_engine_args,
+                                 add_inference_args, add_precision_args,
+                                 user_errors)
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description='Evaluate a PointRend-Paddle model.')
     add_common_args(p)
     p.add_argument('--model_path', required=True,
-                   help='Weights: model.pdparams (or .safetensors).')
+                   help='Weights: model.pdparams (or .safetensors); with --engine '
+                        'inference|onnx, the folder export.py wrote.')
     p.add_argument('--num_workers', type=int, default=0)
     p.add_argument('--aug_eval', action='store_true',
                    help='Multi-scale / flip evaluation (see --scales, --flip_*).')
     add_inference_args(p)
+    add_engine_args(p)
     add_precision_args(p)
     p.add_argument('--save_json', default=None, metavar='FILE',
                    help='Also write the metrics as JSON.')
@@ -85,9 +93,14 @@ def run(args):
     tune_process(training=False)  # MKL's fast path on AMD, before the first kernel
     cfg, model, dataset = build_for_inference(args, 'val_dataset')
     rank, _ = init_distributed()
-    precision = resolve_precision(precision_of(args), args.amp_level)
-    # O2: fp16 weights, cast once (normalisation layers stay fp32)
-    model, _ = amp.prepare(model, None, precision, args.amp_level)
+    if args.engine == 'dygraph':
+        precision = resolve_precision(precision_of(args), args.amp_level)
+        # O2: fp16 weights, cast once (normalisation layers stay fp32)
+        model, _ = amp.prepare(model, None, precision, args.amp_level)
+    else:  # the exported program runs in the precision it was loaded with
+        precision = 'fp32'
+        model.check_inference(aug=args.aug_eval, is_slide=args.is_slide or bool(
+            (cfg.get('test_config') or {}).get('is_slide')))
     if dataset is None:
         from paddleseg.errors import ConfigError
         raise ConfigError('{}: val_dataset: missing'.format(args.config))

@@ -8,6 +8,11 @@ Run by ``benchmarks/run.py`` twice per task: with this repository's Python
 weights (``tests/golden/golden_weights.py``), feed the same input and write
 times, peak memory and a digest of the outputs to ``--out`` (and the logits,
 for the max abs difference, to ``--out`` with ``.npy``).
+
+The ``engine`` task is ours only (:func:`task_engine`: every engine of
+val.py / predict.py ``--engine`` against our dygraph pass); run.py gives
+PaddleSeg's side of it the ``eval`` task on the same (``--input structured``)
+image.
 """
 
 import argparse
@@ -28,7 +33,7 @@ def parse_args():
     p = argparse.ArgumentParser()
     p.add_argument('--side', choices=['ours', 'paddleseg'], required=True)
     p.add_argument('--task', required=True, choices=[
-        'eval', 'train', 'backbone_neck', 'pipeline', 'confusion', 'export'])
+        'eval', 'train', 'backbone_neck', 'pipeline', 'confusion', 'export', 'engine'])
     p.add_argument('--backbone', default='ResNet18_vd')
     p.add_argument('--height', type=int, default=256)
     p.add_argument('--width', type=int, default=512)
@@ -36,13 +41,22 @@ def parse_args():
     p.add_argument('--repeat', type=int, default=3)
     p.add_argument('--threads', type=int, default=2)
     p.add_argument('--device', default='cpu')
-    p.add_argument('--model_dir', default=None, help='export task: exported model')
+    p.add_argument('--model_dir', default=None, help='pipeline task: the PNG pair')
+    p.add_argument('--input', choices=['uniform', 'structured'], default=None,
+                   help='the input image: uniform noise, or smooth patterns (see '
+                        'structured_inputs) for varied class maps; default: structured '
+                        'for the engine task, uniform otherwise')
     p.add_argument('--mmap_threshold', type=int, default=-1,
                    help='glibc mmap threshold in bytes for both sides (0: glibc\'s own); '
                         'default -1: each side as it runs (ours: what training sets, '
                         'paddleseg.utils.env.tune_host_allocator; PaddleSeg: glibc\'s own)')
     p.add_argument('--out', required=True)
-    return p.parse_args()
+    args = p.parse_args()
+    if args.input is None:
+        args.input = 'structured' if args.task == 'engine' else 'uniform'
+    if args.task == 'engine' and args.side != 'ours':
+        p.error("--task engine is ours only (run.py gives PaddleSeg's side its eval task)")
+    return args
 
 
 def rss_mb():
@@ -55,6 +69,33 @@ def rss_mb():
 
 def peak_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _status_mb(key):
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(key + ':'):
+                return int(line.split()[1]) / 1024.0
+    return None
+
+
+def reset_peak():
+    """Start a new peak resident size (Linux >= 4.0: writing 5 to
+    ``/proc/self/clear_refs`` resets VmHWM to the current VmRSS), so that
+    several steps in one process get a peak each. Returns the resident size
+    now (MB), or None where the reset is not available."""
+    try:
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')
+    except OSError:
+        return None
+    return _status_mb('VmRSS')
+
+
+def peak_since_reset(base):
+    """Peak resident size (MB) above ``base`` since :func:`reset_peak`."""
+    hwm = _status_mb('VmHWM') if base is not None else None
+    return None if hwm is None else hwm - base
 
 
 def setup(args):
@@ -94,8 +135,35 @@ def build_model(args):
 
 
 def inputs(args, seed=0):
+    if args.input == 'structured':
+        return structured_inputs(args.batch, args.height, args.width, seed)
     rng = np.random.default_rng(seed)
     return rng.uniform(-1, 1, (args.batch, 3, args.height, args.width)).astype('float32')
+
+
+def structured_inputs(batch, height, width, seed=0):
+    """``float32 [batch, 3, height, width]`` with spatial structure, numpy
+    only (the same on both sides): per channel a sum of 6 plane waves of 1-6
+    cycles across the image (random directions and phases, so the pattern
+    scales with the size), scaled to [-1.5, 1.5] as a normalised photo's
+    range roughly is, plus uniform noise of +-0.1 for texture. The golden
+    weights then give class maps with regions of many classes, where
+    uniform noise gives speckle."""
+    rng = np.random.default_rng(seed)
+    v, u = np.meshgrid(np.linspace(0, 1, height, dtype=np.float64),
+                       np.linspace(0, 1, width, dtype=np.float64), indexing='ij')
+    out = np.empty((batch, 3, height, width), np.float32)
+    for n in range(batch):
+        for c in range(3):
+            img = np.zeros((height, width))
+            for _ in range(6):
+                cycles = rng.uniform(1, 6)
+                angle = rng.uniform(0, np.pi)
+                img += np.sin(2 * np.pi * cycles * (np.cos(angle) * u + np.sin(angle) * v)
+                              + rng.uniform(0, 2 * np.pi))
+            img = 3 * (img - img.min()) / max(img.max() - img.min(), 1e-12) - 1.5
+            out[n, c] = img + rng.uniform(-0.1, 0.1, (height, width))
+    return out
 
 
 def paddleseg_eval_context(args):
@@ -337,6 +405,149 @@ def task_export(args, paddle):
                 if str(exc).strip() else type(exc).__name__
     result.pop('dy')
     return result, None
+
+NOISY_LABEL_SHARE = 0.1  # of the pixels of the synthetic labels (engine task)
+
+
+def _one_line(exc):
+    text = str(exc).strip()
+    return text.splitlines()[-1].strip()[:160] if text else type(exc).__name__
+
+
+def noisy_labels(class_map, num_classes=19, share=NOISY_LABEL_SHARE, seed=7):
+    """The engine task's synthetic labels: ``class_map`` with ``share`` of
+    its pixels (drawn with a fixed generator) set to a random class (which
+    is the original one 1 time in ``num_classes``)."""
+    rng = np.random.default_rng(seed)
+    labels = class_map.astype(np.int64).copy()
+    flip = rng.random(labels.shape) < share
+    labels[flip] = rng.integers(0, num_classes, int(flip.sum()))
+    return labels
+
+
+def engine_agreement(class_map, reference, labels, num_classes=19):
+    """``(agreement, mIoU difference)`` of an engine's ``class_map`` with
+    the dygraph ``reference``: the share of equal pixels, and
+    ``|mIoU(class_map, labels) - mIoU(reference, labels)|`` computed as
+    val.py does (``paddleseg.utils.metrics``)."""
+    from paddleseg.utils.metrics import confusion_matrix, metrics_from_confusion
+    class_map = np.asarray(class_map).reshape(reference.shape)
+    agreement = float((class_map == reference).mean())
+
+    def miou(pred):
+        return metrics_from_confusion(confusion_matrix(pred, labels, num_classes))['miou']
+    return agreement, abs(miou(class_map) - miou(reference))
+
+
+def task_engine(args, paddle):
+    """Our model in each engine that val.py / predict.py ``--engine`` offer,
+    on one input, against our own dygraph pass (``--side ours`` only; run.py
+    pairs it with PaddleSeg's ``eval`` task).
+
+    The model is built as in :func:`task_eval` and exported twice with
+    ``paddleseg.core.export.export`` (dynamic N/H/W, output_op argmax, as
+    export.py writes by default): format ``paddle_legacy`` and ``onnx``.
+    Engines, each timed with :func:`timed` on the same numpy input (input
+    copy-in and class map copy-out included, as a user's call has them):
+
+    * ``dygraph``: ``model.eval()``, the argmax of the logits, to numpy;
+    * ``inference``: the paddle_legacy export in Paddle Inference, oneDNN off;
+    * ``inference+oneDNN``: the same with ``use_onednn=True``;
+    * ``onnx``: the onnx export in ONNX Runtime (CPU);
+    * ``inference+oneDNN, fixed-size export``: a paddle_legacy export of
+      this input's size (``export.py --input_shape 1 3 H W``), which keeps
+      the FPN head's shortcut that a dynamic-size program cannot take.
+
+    Per engine: ``seconds`` (median), ``times``, ``peak_mb`` (peak resident
+    size above the size before the timed runs, the engine already loaded),
+    and against the dygraph class map:
+
+    * ``agreement``: the share of pixels of equal class;
+    * ``miou_diff``: how far the disagreeing pixels move an mIoU. There is
+      no ground truth for a random-weight model, so the labels are
+      synthetic: the dygraph class map with 10% of its pixels (fixed
+      generator) set to a random class of 19 (:func:`noisy_labels`), i.e.
+      labels the dygraph model gets about 90% of pixels right on. The value
+      is ``|mIoU(engine, labels) - mIoU(dygraph, labels)|`` with val.py's
+      metrics. It is 0 when the maps are equal, and grows with the pixels
+      that differ, weighted by how small their classes are; it is a proxy
+      for the mIoU change on a real validation set, not that change.
+
+    An engine (or an export) that fails records its one-line ``error``
+    instead. The dygraph logits go to ``--out``.npy (run.py compares them
+    with PaddleSeg's).
+    """
+    import gc
+    import shutil
+    import tempfile
+    from paddleseg.core.export import export, load_engine
+    model = build_model(args)
+    model.eval()
+    x = inputs(args)
+    engines = {}
+    result = {}
+
+    def dygraph():
+        with paddle.no_grad():
+            t = paddle.to_tensor(x)
+            logits = model(t)[0]
+            result['map'] = paddle.argmax(logits, axis=1, dtype='int32').numpy()
+            result['logits'] = logits
+
+    base = reset_peak()
+    seconds, times = timed(dygraph, args.repeat)
+    engines['dygraph'] = {'seconds': seconds, 'times': times,
+                          'peak_mb': peak_since_reset(base),
+                          'agreement': 1.0, 'miou_diff': 0.0}
+    reference = result.pop('map')
+    logits = result.pop('logits').numpy()
+    labels = noisy_labels(reference)
+    classes = np.bincount(reference.ravel(), minlength=19)
+
+    root = tempfile.mkdtemp(prefix='bench_engine_')
+    folders, export_errors = {}, {}
+    try:
+        for fmt, shape in (('paddle_legacy', [-1, 3, -1, -1]), ('onnx', [-1, 3, -1, -1]),
+                           ('paddle_legacy_fixed', list(x.shape))):
+            folders[fmt] = os.path.join(root, fmt)
+            try:
+                export(model, folders[fmt], input_shape=shape, output_op='argmax',
+                       format=fmt.replace('_fixed', ''))
+            except Exception as exc:  # report, do not crash: that is the finding
+                export_errors[fmt] = 'export: ' + _one_line(exc)
+        model = None  # free the dygraph model before the engines load
+        gc.collect()
+        for name, fmt, engine, onednn in (
+                ('inference', 'paddle_legacy', 'inference', False),
+                ('inference+oneDNN', 'paddle_legacy', 'inference', True),
+                ('onnx', 'onnx', 'onnx', False),
+                ('inference+oneDNN, fixed-size export', 'paddle_legacy_fixed',
+                 'inference', True)):
+            if fmt in export_errors:
+                engines[name] = {'error': export_errors[fmt]}
+                continue
+            try:
+                run = load_engine(folders[fmt], engine, use_onednn=onednn,
+                                  cpu_threads=args.threads)
+                out = {}
+
+                def call():
+                    out['map'] = run(x)
+                base = reset_peak()
+                seconds, times = timed(call, args.repeat)
+                peak = peak_since_reset(base)
+                agreement, miou_diff = engine_agreement(out['map'], reference, labels)
+                engines[name] = {'seconds': seconds, 'times': times, 'peak_mb': peak,
+                                 'agreement': agreement, 'miou_diff': miou_diff}
+            except Exception as exc:  # report, do not crash: that is the finding
+                engines[name] = {'error': _one_line(exc)}
+            run = out = None
+            gc.collect()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return {'engines': engines, 'input': args.input,
+            'classes_in_dygraph_map': int((classes > 0).sum()),
+            'largest_class_share': float(classes.max() / classes.sum())}, logits
 
 
 def main():

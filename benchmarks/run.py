@@ -1,7 +1,7 @@
 """Side-by-side benchmark against PyPI paddleseg 2.8.0.
 
-    python benchmarks/run.py [--quick] [--rounds N] [--only TEXT] [--mkl same|as_run]
-                             [--threads 2] [--device cpu|gpu] [--write]
+    python benchmarks/run.py [--quick] [--rounds N] [--repeat N] [--only TEXT] [--mkl same|as_run]
+                             [--threads N] [--device cpu|gpu] [--write]
 
 Makes (or reuses) a throw-away venv with paddleseg 2.8.0
 (``benchmarks/ref_venv.sh``), then runs every measurement in a fresh process
@@ -12,6 +12,11 @@ times (sides alternating) for the median and the range of the ratios, which
 a shared machine's drift makes worth having. ``--write`` appends the table, with
 the machine and date, to BENCHMARKS.md. Nothing here is a test: the targets
 are printed next to the measured ratios.
+
+The engine cases run our model in every engine of val.py / predict.py
+``--engine`` (dygraph, the exported program in Paddle Inference without and
+with oneDNN, and in ONNX Runtime; ``bench_worker.task_engine``) against
+PaddleSeg's dygraph eval on the same input, one table line per engine.
 """
 
 import argparse
@@ -33,17 +38,24 @@ ROOT = os.path.dirname(HERE)
 ENV_BEFORE = dict(os.environ)
 sys.path.insert(0, ROOT)
 from paddleseg import mkl_dispatch  # noqa: E402
-from paddleseg.utils.env import DEFAULT_MMAP_THRESHOLD  # noqa: E402
+from paddleseg.utils.env import DEFAULT_MMAP_THRESHOLD, usable_cpu_count  # noqa: E402
 WORKER = os.path.join(HERE, 'bench_worker.py')
+DEFAULT_THREADS = 2  # the cases other than 'engine', without --threads
 
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--ref_venv', default='/tmp/paddleseg-2.8.0-venv')
-    p.add_argument('--threads', type=int, default=2)
+    p.add_argument('--threads', type=int, default=None,
+                   help='CPU threads of each side (default: {} for every case but the '
+                        'engine cases, which use all cores: {} here)'.format(
+                            DEFAULT_THREADS, usable_cpu_count()))
     p.add_argument('--device', default='cpu', choices=['cpu', 'gpu'])
     p.add_argument('--quick', action='store_true',
                    help='R18 at 256x512 and the data/metric tasks only, one repeat')
+    p.add_argument('--repeat', type=int, default=None,
+                   help='timed runs per case and side after the warm-up (median; '
+                        'default 3, 1 with --quick)')
     p.add_argument('--rounds', type=int, default=1,
                    help='run each case this many times, alternating the sides, and '
                         'report the median per side with the range of the ratios')
@@ -61,7 +73,8 @@ def parse_args():
     return args
 
 
-# (name, task, options, targets: {'speedup': x, 'memory': ratio, 'base': ratio})
+# (name, task, options, targets: {'speedup': x, 'memory': ratio, 'base': ratio,
+#  engine cases also 'agreement': share, 'miou_diff': difference})
 def plan(quick):
     eval_goal = {'speedup': 1.6, 'base': 1.5}
     r18_train_goal = {'speedup': 1.2, 'memory': 0.6}
@@ -90,6 +103,15 @@ def plan(quick):
                 depth, batch), 'train', dict(backbone='ResNet{}_vd'.format(depth), height=256,
                                              width=512, batch=batch,
                                              mmap_threshold=DEFAULT_MMAP_THRESHOLD), goal))
+    # the deployment issue: our engines (bench_worker.task_engine) against
+    # PaddleSeg's dygraph eval, same structured input, all cores by default
+    engine_goal = {'speedup': 4, 'agreement': 0.999, 'miou_diff': 1e-3}
+    sizes = [('ResNet18_vd', 256, 512)] if quick else \
+        [('ResNet101_vd', 512, 1024), ('ResNet101_vd', 1024, 2048)]
+    for backbone, height, width in sizes:
+        cases.append(('engine R{} {}x{}'.format(backbone[6:-3], height, width), 'engine',
+                      dict(backbone=backbone, height=height, width=width, input='structured'),
+                      engine_goal))
     return cases
 
 
@@ -116,12 +138,47 @@ def mkl_path(mode):
     return '{} ours={}, PaddleSeg={}'.format(mkl_dispatch.VARIABLE, ours, theirs)
 
 
+def case_threads(args, task):
+    """The CPU threads of both sides of a case: ``--threads`` if given, else
+    all usable cores for the engine cases (the deployment issue measures
+    them so) and :data:`DEFAULT_THREADS` for the others."""
+    if args.threads is not None:
+        return args.threads
+    return usable_cpu_count() if task == 'engine' else DEFAULT_THREADS
+
+
+def threads_text(args, cases):
+    """'2 threads' or '2 threads (engine cases: 8)' for the report."""
+    used = {task: case_threads(args, task) for _, task, _, _ in cases}
+    other = sorted({n for task, n in used.items() if task != 'engine'})
+    engine = used.get('engine')
+    if not other:
+        return '{} threads'.format(engine)
+    text = '{} threads'.format(', '.join(map(str, other)))
+    if engine is not None and engine not in other:
+        text += ' (engine cases: {})'.format(engine)
+    return text
+
+
+def selected(args):
+    wanted = args.only.split(',')
+    return [c for c in plan(args.quick) if any(w in c[0] for w in wanted)]
+
+
+def side_task(side, task):
+    """The worker task of ``side`` for a case: PaddleSeg's side of an engine
+    case is its dygraph eval."""
+    return 'eval' if task == 'engine' and side == 'paddleseg' else task
+
+
 def run_worker(python, side, task, opts, args, out):
-    cmd = [python, WORKER, '--side', side, '--task', task, '--out', out,
-           '--threads', str(args.threads), '--device', args.device]
+    cmd = [python, WORKER, '--side', side, '--task', side_task(side, task), '--out', out,
+           '--threads', str(case_threads(args, task)), '--device', args.device]
     for key, value in opts.items():
         cmd += ['--' + key, str(value)]
-    if args.quick and 'repeat' not in opts:
+    if args.repeat and 'repeat' not in opts:
+        cmd += ['--repeat', str(args.repeat)]
+    elif args.quick and 'repeat' not in opts:
         cmd += ['--repeat', '1']
     env = side_env(side, args.mkl)
     if side == 'ours':  # as train.py/val.py run: tune_process's MKL path
@@ -145,8 +202,7 @@ def make_pipeline_data(folder):
 
 def measure(args, ref, tmp):
     rows = []
-    wanted = args.only.split(',')
-    cases = [c for c in plan(args.quick) if any(w in c[0] for w in wanted)]
+    cases = selected(args)
     if not cases:
         raise SystemExit('run.py: error: --only {!r} matches no case'.format(args.only))
     for name, task, opts, target in cases:
@@ -163,8 +219,12 @@ def measure(args, ref, tmp):
                 res['base'] = run_worker(ref, 'paddleseg', 'backbone_neck', opts, args,
                                          os.path.join(tmp, 'base_{}.json'.format(tag)))
             rounds.append(res)
-        diff = _logit_diff(tmp, '{}_0'.format(len(rows))) if task == 'eval' else None
-        rows.append((name, task, combine(rounds), target, diff))
+        diff = _logit_diff(tmp, '{}_0'.format(len(rows))) if task in ('eval', 'engine') \
+            else None
+        res = combine(rounds)
+        if task == 'engine':
+            res['vs_paddleseg'] = _class_map_agreement(tmp, '{}_0'.format(len(rows)))
+        rows.append((name, task, res, target, diff))
         print(format_row(rows[-1]), flush=True)
     return rows
 
@@ -186,7 +246,44 @@ def combine(rounds):
                 out[side][key] = float(np.median([run[key] for run in runs]))
     out['speedups'] = [r['paddleseg']['seconds'] / r['ours']['seconds'] for r in rounds
                        if 'seconds' in r['paddleseg'] and 'seconds' in r['ours']]
+    if 'engines' in out.get('ours', {}):
+        out['ours']['engines'], out['engine_speedups'] = _combine_engines(rounds)
     return out
+
+
+def _combine_engines(rounds):
+    """Our side of an engine case over the rounds, per engine: the median
+    time and peak memory, the worst agreement and mIoU difference, or the
+    first error; and the per-round ratios PaddleSeg dygraph / engine."""
+    runs = [r['ours']['engines'] for r in rounds]
+    engines, speedups = {}, {}
+    for name in runs[0]:
+        got = [run.get(name, {'error': 'missing'}) for run in runs]
+        failed = [g for g in got if 'error' in g]
+        if failed:
+            engines[name] = dict(failed[0])
+            continue
+        engines[name] = dict(got[0])
+        for key in ('seconds', 'peak_mb'):
+            values = [g.get(key) for g in got]
+            if all(isinstance(v, (int, float)) for v in values):
+                engines[name][key] = float(np.median(values))
+        engines[name]['agreement'] = min(g['agreement'] for g in got)
+        engines[name]['miou_diff'] = max(g['miou_diff'] for g in got)
+        speedups[name] = [r['paddleseg']['seconds'] / g['seconds']
+                          for r, g in zip(rounds, got) if 'seconds' in r['paddleseg']]
+    return engines, speedups
+
+
+def _class_map_agreement(tmp, tag):
+    """Share of pixels where the argmax of our dygraph logits equals
+    PaddleSeg's (None without both)."""
+    try:
+        a = np.load(os.path.join(tmp, 'ours_{}.json.npy'.format(tag)))
+        b = np.load(os.path.join(tmp, 'paddleseg_{}.json.npy'.format(tag)))
+    except OSError:
+        return None
+    return float((a.argmax(1) == b.argmax(1)).mean())
 
 
 def _logit_diff(tmp, tag):
@@ -218,9 +315,86 @@ def format_export(name, ours, ref):
     return '| {} | {} |'.format(name, ' <br> '.join(parts))
 
 
+def _speed_cell(speed, spread):
+    """'2.00x', or '2.00x (1.50-2.50 in 2 rounds)' with several rounds."""
+    return '{:.2f}x'.format(speed) + (' ({:.2f}-{:.2f} in {} rounds)'.format(
+        min(spread), max(spread), len(spread)) if len(spread) > 1 else '')
+
+
+def format_engines(name, res, target, diff):
+    """An engine case: one table line per engine of ours against
+    PaddleSeg's dygraph eval (its time in 'PaddleSeg s' on every line).
+
+    The last cell holds the engine's agreement with our dygraph class map
+    (share of equal pixels) and its mIoU difference (see
+    ``bench_worker.task_engine``), then the verdicts. The dygraph line holds
+    instead how its class map agrees with PaddleSeg's (argmax of PaddleSeg's
+    logits), its logits' max abs difference, and how varied the map is."""
+    ours, ref = res['ours'], res['paddleseg']
+    target = target or {}
+    ref_s = ref.get('seconds')
+    ref_cell = '{:.4f}'.format(ref_s) if ref_s is not None else 'fails: ' + ref.get('error', '?')
+    ref_mb = ref.get('peak_mb')
+    lines = []
+    for engine, r in ours['engines'].items():
+        label = '{}: {}'.format(name, engine)
+        if 'error' in r:
+            lines.append('| {} | fails: {} | {} | | | {} | | | | {} |'.format(
+                label, r['error'], ref_cell, '' if ref_mb is None else '{:.0f}'.format(ref_mb),
+                'NOT met (fails)' if target else ''))
+            continue
+        speed = ref_s / r['seconds'] if ref_s else None
+        speed_cell = '' if speed is None else _speed_cell(
+            speed, res.get('engine_speedups', {}).get(engine, []))
+        mem = ' | | '
+        if r.get('peak_mb') is not None and ref_mb is not None:
+            mem = '{:.0f} | {:.0f} | {:.2f}'.format(r['peak_mb'], ref_mb,
+                                                    r['peak_mb'] / max(ref_mb, 1e-9))
+        elif r.get('peak_mb') is not None:
+            mem = '{:.0f} | | '.format(r['peak_mb'])
+        if engine == 'dygraph':
+            vs = res.get('vs_paddleseg')
+            notes = ['reference class map']
+            if vs is not None:
+                notes.append('agreement with PaddleSeg {:.4%}'.format(vs))
+            if 'classes_in_dygraph_map' in ours:
+                notes.append('{} classes, largest {:.1%} of pixels'.format(
+                    ours['classes_in_dygraph_map'], ours['largest_class_share']))
+            goals = _engine_goals({'speedup': target['speedup']} if 'speedup' in target
+                                  else {}, speed, r)
+            logit = '' if diff is None else '{:.1e}'.format(diff)
+        else:
+            notes = ['agreement {:.4%}, mIoU diff {:.1e}'.format(r['agreement'], r['miou_diff'])]
+            goals = _engine_goals(target, speed, r)
+            logit = ''
+        lines.append('| {} | {:.4f} | {} | {} | {} | | {} | {} |'.format(
+            label, r['seconds'], ref_cell, speed_cell, mem, logit,
+            '; '.join(notes + goals)))
+    return '\n'.join(lines)
+
+
+def _engine_goals(target, speed, r):
+    """'speedup >= 4x met', 'agreement >= 99.9% NOT met', 'mIoU diff <= 1e-3 met'."""
+    def verdict(ok):
+        return 'met' if ok else 'NOT met'
+    out = []
+    if 'speedup' in target:
+        out.append('speedup >= {}x {}'.format(
+            target['speedup'], verdict(speed is not None and speed >= target['speedup'])))
+    if 'agreement' in target:
+        out.append('agreement >= {:g}% {}'.format(
+            100 * target['agreement'], verdict(r['agreement'] >= target['agreement'])))
+    if 'miou_diff' in target:
+        out.append('mIoU diff <= {:g} {}'.format(
+            target['miou_diff'], verdict(r['miou_diff'] <= target['miou_diff'])))
+    return out
+
+
 def format_row(row):
     name, task, res, target, diff = row
     ours, ref = res['ours'], res['paddleseg']
+    if task == 'engine' and 'engines' in ours:
+        return format_engines(name, res, target, diff)
     if task == 'export' and 'error' not in ours and 'error' not in ref:
         return format_export(name, ours, ref)
     if 'error' in ours or 'error' in ref:
@@ -239,9 +413,7 @@ def format_row(row):
             ours['seconds'] / res['base']['seconds'],
             ref['seconds'] / res['base']['seconds'])
     goal = '; '.join(_goals(target or {}, speed, ours, ref, res.get('base')))
-    spread = res.get('speedups', [])
-    speed_cell = '{:.2f}x'.format(speed) + (' ({:.2f}-{:.2f} in {} rounds)'.format(
-        min(spread), max(spread), len(spread)) if len(spread) > 1 else '')
+    speed_cell = _speed_cell(speed, res.get('speedups', []))
     return '| {} | {:.4f} | {:.4f} | {} | {} | {} | {} | {} |'.format(
         name, ours['seconds'], ref['seconds'], speed_cell, mem, base,
         '' if diff is None else '{:.1e}'.format(diff), goal)
@@ -280,14 +452,15 @@ def main():
     ref = ref_python(args.ref_venv)
     with tempfile.TemporaryDirectory() as tmp:
         make_pipeline_data(tmp)
-        print(mkl_path(args.mkl))
+        print('{}; {}'.format(mkl_path(args.mkl), threads_text(args, selected(args))))
         print(HEADER)
         rows = measure(args, ref, tmp)
     table = '\n'.join([HEADER] + [format_row(r) for r in rows])
     if args.write:
         with open(os.path.join(ROOT, 'BENCHMARKS.md'), 'a') as f:
-            f.write('\n## {} — {}, {} threads, {}, {}\n\n{}\n'.format(
-                datetime.date.today().isoformat(), machine(), args.threads,
+            f.write('\n## {} — {}, {}, {}, {}\n\n{}\n'.format(
+                datetime.date.today().isoformat(), machine(),
+                threads_text(args, selected(args)),
                 args.device, mkl_path(args.mkl), table))
         print('appended to BENCHMARKS.md')
 

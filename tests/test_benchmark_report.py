@@ -1,9 +1,12 @@
 """The benchmark's report (benchmarks/run.py): how rounds combine and what a
-row says. Nothing is timed here; the inputs are made-up worker results."""
+row says, engine cases included; and the engine task's agreement measure
+(benchmarks/bench_worker.py). Nothing is timed here; the inputs are made-up
+worker results."""
 
 import os
 import sys
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -70,3 +73,145 @@ def test_mkl_path_of_each_side(monkeypatch):
     assert bench.mkl_path('as_run') == 'MKL_DEBUG_CPU_TYPE ours={}, PaddleSeg=None'.format(picked)
     monkeypatch.setattr(bench, 'ENV_BEFORE', {md.VARIABLE: ''})  # the user's opt-out
     assert bench.mkl_path('same') == 'MKL_DEBUG_CPU_TYPE ours=, PaddleSeg='
+
+
+def _engine_round(ref, dygraph, inference, onednn, onnx, agreement=1.0, miou_diff=0.0):
+    """A made-up engine case round: PaddleSeg's dygraph eval and our
+    engines; an engine given as a string failed with that error."""
+    def engine(value, agree=1.0, diff=0.0):
+        if isinstance(value, str):
+            return {'error': value}
+        return {'seconds': value, 'times': [value], 'peak_mb': 50.0,
+                'agreement': agree, 'miou_diff': diff}
+    return {'ours': {'engines': {'dygraph': engine(dygraph),
+                                 'inference': engine(inference, agreement, miou_diff),
+                                 'inference+oneDNN': engine(onednn, agreement, miou_diff),
+                                 'onnx': engine(onnx, agreement, miou_diff)},
+                     'classes_in_dygraph_map': 4, 'largest_class_share': 0.9},
+            'paddleseg': {'seconds': ref, 'peak_mb': 400.0, 'times': [ref]}}
+
+
+ENGINE_GOAL = {'speedup': 4, 'agreement': 0.999, 'miou_diff': 1e-3}
+
+
+def _lines(row):
+    return {line.split('|')[1].strip(): [c.strip() for c in line.strip('|').split('|')]
+            for line in row.splitlines()}
+
+
+def test_engine_rounds_give_the_median_per_engine_the_worst_agreement_and_errors():
+    rounds = [_engine_round(10.0, 5.0, 4.0, 2.0, 1.0, agreement=0.9995, miou_diff=2e-4),
+              _engine_round(12.0, 6.0, 3.0, 'Unimplemented: oneDNN', 3.0,
+                            agreement=0.9999, miou_diff=1e-5),
+              _engine_round(8.0, 4.0, 2.0, 2.0, 2.0, agreement=0.998, miou_diff=5e-4)]
+    res = bench.combine(rounds)
+    engines = res['ours']['engines']
+    assert res['paddleseg']['seconds'] == 10.0
+    assert engines['dygraph']['seconds'] == 5.0 and engines['inference']['seconds'] == 3.0
+    assert engines['onnx']['seconds'] == 2.0
+    assert engines['inference']['agreement'] == 0.998  # the worst round
+    assert engines['inference']['miou_diff'] == 5e-4
+    assert engines['inference+oneDNN'] == {'error': 'Unimplemented: oneDNN'}
+    assert res['engine_speedups']['onnx'] == pytest.approx([10.0, 4.0, 4.0])
+    assert 'inference+oneDNN' not in res['engine_speedups']
+    assert res['speedups'] == []  # no one 'seconds' on our side
+
+
+def test_engine_row_has_a_line_per_engine_with_verdicts_and_errors():
+    res = bench.combine([_engine_round(20.0, 10.0, 8.0, 'Unimplemented: oneDNN', 4.0,
+                                       agreement=0.99995, miou_diff=2e-5)])
+    res['vs_paddleseg'] = 0.99999
+    row = bench.format_row(('engine R101 512x1024', 'engine', res, ENGINE_GOAL, 9.5e-6))
+    lines = _lines(row)
+    assert list(lines) == ['engine R101 512x1024: ' + e for e in
+                           ('dygraph', 'inference', 'inference+oneDNN', 'onnx')]
+    header_cells = bench.HEADER.splitlines()[0].count('|') - 1
+    assert all(len(cells) == header_cells for cells in lines.values())
+    dy = lines['engine R101 512x1024: dygraph']
+    assert dy[1:7] == ['10.0000', '20.0000', '2.00x', '50', '400', '0.12']
+    assert dy[8] == '9.5e-06'
+    assert dy[9] == ('reference class map; agreement with PaddleSeg 99.9990%; '
+                     '4 classes, largest 90.0% of pixels; speedup >= 4x NOT met')
+    onnx = lines['engine R101 512x1024: onnx']
+    assert onnx[1:4] == ['4.0000', '20.0000', '5.00x']
+    assert onnx[9] == ('agreement 99.9950%, mIoU diff 2.0e-05; speedup >= 4x met; '
+                       'agreement >= 99.9% met; mIoU diff <= 0.001 met')
+    inference = lines['engine R101 512x1024: inference']
+    assert inference[3] == '2.50x' and 'speedup >= 4x NOT met' in inference[9]
+    failed = lines['engine R101 512x1024: inference+oneDNN']
+    assert failed[1] == 'fails: Unimplemented: oneDNN' and failed[2] == '20.0000'
+    assert failed[9] == 'NOT met (fails)'
+
+
+def test_engine_row_flags_disagreement_and_shows_the_ratio_range():
+    res = bench.combine([_engine_round(20.0, 10.0, 5.0, 4.0, 4.0, agreement=0.998,
+                                       miou_diff=2e-3),
+                         _engine_round(30.0, 10.0, 5.0, 4.0, 5.0, agreement=0.998,
+                                       miou_diff=2e-3)])
+    lines = _lines(bench.format_row(('engine X', 'engine', res, ENGINE_GOAL, None)))
+    onnx = lines['engine X: onnx']
+    assert onnx[1:4] == ['4.5000', '25.0000', '5.56x (5.00-6.00 in 2 rounds)']
+    assert onnx[9].endswith('speedup >= 4x met; agreement >= 99.9% NOT met; '
+                            'mIoU diff <= 0.001 NOT met')
+    assert lines['engine X: dygraph'][8] == ''  # no logits compared
+
+
+def test_engine_case_failures_of_a_whole_side():
+    ours_failed = bench.combine([{'ours': {'error': 'MemoryError'},
+                                  'paddleseg': {'seconds': 3.0, 'peak_mb': 1.0}}])
+    row = bench.format_row(('engine X', 'engine', ours_failed, ENGINE_GOAL, None))
+    assert row.startswith('| engine X | MemoryError |') and '\n' not in row
+    ref_failed = bench.combine([_engine_round(1.0, 1.0, 1.0, 1.0, 1.0)])
+    ref_failed['paddleseg'] = {'error': 'TypeError: concat'}
+    lines = _lines(bench.format_row(('engine X', 'engine', ref_failed, ENGINE_GOAL, None)))
+    assert lines['engine X: onnx'][2] == 'fails: TypeError: concat'
+    assert 'speedup >= 4x NOT met' in lines['engine X: onnx'][9]
+
+
+def test_engine_cases_in_the_plan_use_all_cores_unless_threads_is_given(monkeypatch):
+    import argparse
+    quick = [c for c in bench.plan(True) if c[1] == 'engine']
+    full = [c for c in bench.plan(False) if c[1] == 'engine']
+    assert [c[0] for c in quick] == ['engine R18 256x512']
+    assert [c[0] for c in full] == ['engine R101 512x1024', 'engine R101 1024x2048']
+    assert full[1][2] == dict(backbone='ResNet101_vd', height=1024, width=2048,
+                              input='structured')
+    assert bench.side_task('paddleseg', 'engine') == 'eval'
+    assert bench.side_task('ours', 'engine') == 'engine'
+    assert bench.side_task('paddleseg', 'export') == 'export'
+    monkeypatch.setattr(bench, 'usable_cpu_count', lambda: 8)
+    args = argparse.Namespace(threads=None)
+    assert bench.case_threads(args, 'engine') == 8
+    assert bench.case_threads(args, 'eval') == bench.DEFAULT_THREADS == 2
+    cases = bench.plan(True)
+    assert bench.threads_text(args, cases) == '2 threads (engine cases: 8)'
+    assert bench.threads_text(args, quick) == '8 threads'
+    args.threads = 3
+    assert bench.case_threads(args, 'engine') == 3 and bench.case_threads(args, 'train') == 3
+    assert bench.threads_text(args, cases) == '3 threads'
+
+
+def test_engine_agreement_and_miou_difference_of_the_worker():
+    """bench_worker's measure: equal maps agree fully with no mIoU change;
+    changed pixels lower the agreement by their share and move the mIoU
+    against the synthetic labels (the reference with 10% random classes)."""
+    import bench_worker
+    from paddleseg.utils.metrics import confusion_matrix, metrics_from_confusion
+    reference = np.kron(np.arange(4).reshape(2, 2), np.ones((50, 50), np.int32))[None]
+    labels = bench_worker.noisy_labels(reference)
+    assert labels.shape == reference.shape
+    changed = float((labels != reference).mean())
+    assert 0.08 < changed < 0.1  # 10% redrawn, 1 in 19 to the same class
+    assert np.array_equal(labels, bench_worker.noisy_labels(reference))  # fixed generator
+    assert bench_worker.engine_agreement(reference.copy(), reference, labels) == (1.0, 0.0)
+    other = reference.copy()
+    other[0, :10, :10] = 3  # 100 of 10000 pixels
+    agreement, diff = bench_worker.engine_agreement(other, reference, labels)
+    assert agreement == 0.99
+
+    def miou(pred):
+        return metrics_from_confusion(confusion_matrix(pred, labels, 19))['miou']
+    assert diff == pytest.approx(abs(miou(other) - miou(reference))) and diff > 0
+    x = bench_worker.structured_inputs(1, 32, 64)
+    assert x.shape == (1, 3, 32, 64) and x.dtype == np.float32
+    assert np.array_equal(x, bench_worker.structured_inputs(1, 32, 64))

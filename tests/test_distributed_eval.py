@@ -317,6 +317,30 @@ def test_val_on_two_processes_gives_the_single_process_confusion_matrix(tiny):
         np.testing.assert_array_equal(two_png[k], one_png[k], err_msg=k)
 
 
+def test_val_engine_on_two_processes_gives_dygraphs_confusion_matrix(tiny):
+    """val.py --engine inference under the launcher: each rank runs its own
+    predictor of the export on its share; the summed matrix is the one of
+    the dygraph model in one process."""
+    base = tiny['base']
+    export = _single('export.py', ['--config', tiny['cfg'], '--model_path',
+                                   tiny['weights'], '--save_dir', base / 'export',
+                                   '--device', 'cpu'])
+    assert export.returncode == 0, export.stderr[-3000:]
+    one = _single('val.py', _val_args(tiny, '--save_json', base / 'dy_one.json'))
+    assert one.returncode == 0, one.stderr[-3000:]
+    args = ['--config', tiny['cfg'], '--model_path', base / 'export', '--engine',
+            'inference', '--device', 'cpu', '--cpu_threads', '1', '--save_json',
+            base / 'engine_two.json']
+    proc, logs = _launch('val.py', args, base / 'engine_log')
+    assert proc.returncode == 0, proc.stdout[-2000:] + logs[0][-3000:] + logs[1][-3000:]
+    a, b = json.load(open(base / 'dy_one.json')), json.load(open(base / 'engine_two.json'))
+    cm = np.array(a['confusion'])
+    assert (cm.sum(0) > 0).sum() >= 2
+    moved = np.abs(np.array(b['confusion']) - cm).sum() / 2 / cm.sum()
+    assert moved <= 1e-3, moved
+    assert a['images'] == b['images'] == N_VAL
+
+
 def test_predict_on_two_processes_writes_each_image_once_and_reports_skips(tiny):
     """6 files, one unreadable: it falls to rank 1, rank 0 names it and the
     job exits 1, as one process does; the 5 class maps are those of one

@@ -1,5 +1,14 @@
 """Export a model for deployment, and run an exported model.
 
+This module owns the export (:func:`export`, ``deploy.yaml``), reading an
+export back (:func:`load_deploy`, :func:`deploy_format`,
+:func:`program_input_name`) and running it: the Paddle Inference
+configuration (:func:`build_config`: CPU threads and oneDNN, GPU device,
+memory pool and fp16, TensorRT subgraphs with their dynamic shape range) and
+predictor (:func:`create_predictor`, :func:`run_predictor`), the ONNX Runtime
+session (:func:`create_onnx_session`), and :func:`load_engine`, which picks
+one of them.
+
 The saved program is the eval-mode model (PointRend's adaptive subdivision
 included) followed by the output op, with ``deploy.yaml`` next to it:
 
@@ -51,6 +60,11 @@ FORMATS = ('paddle_legacy', 'paddle', 'onnx')
 DEFAULT_FORMAT = 'paddle_legacy'
 ONNX_OPSET = 17  # GridSample needs 16
 DEPLOY_EXTRAS = 'pip install -r requirements-deploy.txt'
+PRECISIONS = ('fp32', 'fp16')
+"""The ``precision`` values of :func:`build_config` (``int8`` is refused)."""
+
+EXPORT_INPUT_NAME = 'x'
+"""The name :func:`export` gives the program's input."""
 
 
 def _old_ir_static():
@@ -144,7 +158,7 @@ def _ir(old_ir):
 
 def _save_program(net, prefix, shape, old_ir):
     """``paddle.jit.save`` of ``net`` at ``prefix``; returns the model file."""
-    spec = paddle.static.InputSpec(shape=shape, dtype='float32', name='x')
+    spec = paddle.static.InputSpec(shape=shape, dtype='float32', name=EXPORT_INPUT_NAME)
     with _ir(old_ir):
         static = paddle.jit.to_static(net, input_spec=[spec], full_graph=True)
         paddle.jit.save(static, prefix)
@@ -245,49 +259,289 @@ def deploy_format(deploy):
     return 'paddle' if model.endswith('.json') else 'paddle_legacy'
 
 
-def create_predictor(model_dir, use_gpu=False, use_onednn=False, cpu_threads=None):
-    """A ``paddle.inference`` predictor of an exported model (either Paddle
-    format).
+def _int_arg(name, value, minimum):
+    """``value`` as an int; one-line ValueError naming ``name`` unless it is
+    an integer (not a bool) >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
+            or value < minimum:
+        raise ValueError('{} must be an integer >= {}, got {!r}'.format(
+            name, minimum, value))
+    return int(value)
+
+
+def program_input_name(model_dir, deploy=None):
+    """The name of the first input (the output of the ``feed`` op of column
+    0) of a ``paddle_legacy`` export, read from its ``model.pdmodel``; None
+    for the other formats or when the program cannot be parsed."""
+    deploy = deploy if deploy is not None else load_deploy(model_dir)
+    if deploy_format(deploy) != 'paddle_legacy':
+        return None
+    try:
+        from paddle.base.proto import framework_pb2
+        program = framework_pb2.ProgramDesc()
+        with open(os.path.join(model_dir, deploy['model']), 'rb') as f:
+            program.ParseFromString(f.read())
+        feeds = {}
+        for op in program.blocks[0].ops:
+            if op.type == 'feed':
+                col = next((a.i for a in op.attrs if a.name == 'col'), 0)
+                feeds[col] = op.outputs[0].arguments[0]
+    except Exception:  # an unreadable or unexpected program: the caller decides
+        return None
+    return feeds[min(feeds)] if feeds else None
+
+
+def _trt_shape_range(spec, input_shape, input_name):
+    """``(name, {'min': [...], 'opt': [...], 'max': [...]})`` of a
+    ``trt_dynamic_shape`` mapping, checked against the exported
+    ``input_shape`` (``N C H W``, -1 = dynamic) and the program's input
+    name (None when unknown: the mapping's ``name``, else
+    :data:`EXPORT_INPUT_NAME`). One-line ValueError on anything else."""
+    if not isinstance(spec, dict):
+        raise ValueError("trt_dynamic_shape must be a dict {{'min': [N, C, H, W], "
+                         "'opt': [...], 'max': [...]}}, got {!r}".format(spec))
+    keys = set(spec)
+    if not {'min', 'opt', 'max'} <= keys or keys - {'min', 'opt', 'max', 'name'}:
+        raise ValueError('trt_dynamic_shape takes the keys min, opt, max (and '
+                         'optionally name), got {}'.format(sorted(map(str, keys))))
+    shapes = {}
+    for key in ('min', 'opt', 'max'):
+        values = spec[key]
+        if not isinstance(values, (list, tuple)) or len(values) != 4 or any(
+                isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0
+                for v in values):
+            raise ValueError("trt_dynamic_shape['{}'] must be 4 positive integers "
+                             "N C H W, got {!r}".format(key, values))
+        shapes[key] = [int(v) for v in values]
+    for i, axis in enumerate('NCHW'):
+        low, opt, high = shapes['min'][i], shapes['opt'][i], shapes['max'][i]
+        if not low <= opt <= high:
+            raise ValueError('trt_dynamic_shape needs min <= opt <= max for each '
+                             'size; {} is min {}, opt {}, max {}'.format(axis, low, opt, high))
+        if input_shape[i] != -1 and (low, opt, high) != (input_shape[i],) * 3:
+            raise ValueError('trt_dynamic_shape: {} is fixed at {} in the exported '
+                             'input {} (deploy.yaml input_shape), got min {}, opt {}, '
+                             'max {}'.format(axis, input_shape[i], input_shape, low, opt, high))
+    name = spec.get('name')
+    if name is None:
+        name = input_name or EXPORT_INPUT_NAME
+    elif not isinstance(name, str) or not name:
+        raise ValueError("trt_dynamic_shape['name'] must be a non-empty string, "
+                         "got {!r}".format(name))
+    elif input_name is not None and name != input_name:
+        raise ValueError("trt_dynamic_shape['name'] is {!r}, but the program's input "
+                         "is {!r}".format(name, input_name))
+    return name, shapes
+
+
+def build_config(model_dir, use_gpu=False, use_onednn=False, cpu_threads=None, *,
+                 device_id=0, gpu_mem_mb=256, precision='fp32', use_trt=False,
+                 trt_min_subgraph_size=3, trt_workspace_mb=1024,
+                 trt_dynamic_shape=None, trt_use_static=False, trt_cache_dir=None):
+    """The ``paddle.inference.Config`` of an exported model (either Paddle
+    format), without a predictor (:func:`create_predictor` makes one).
+
+    Every call below is of Paddle Inference's documented Python API
+    (the Paddle Inference docs' ``Config`` pages on CPU and GPU prediction,
+    with the signatures of the installed paddle 3.3.1's
+    ``paddle.inference.Config``).
 
     Args:
         model_dir (str): The folder :func:`export` wrote.
-        use_gpu (bool, optional): Default: False.
-        use_onednn (bool, optional): oneDNN (MKLDNN) CPU kernels. An old-IR
-            program (``paddle_legacy``) gets every oneDNN pass. For a new-IR
-            one (``paddle``) the pass that moves every supported op to
-            oneDNN (``onednn_placement_pass``) is left out: Paddle 3.3.1
-            cannot run ``bilinear_interp`` as a new-IR oneDNN op
+        use_gpu (bool, optional): ``enable_use_gpu(gpu_mem_mb, device_id,
+            precision_mode)``; otherwise ``disable_gpu()`` and the CPU
+            settings below. A CPU-only paddle logs "Please use PaddlePaddle
+            with GPU version." and keeps the CPU (Paddle's behaviour, left
+            as it is). Default: False.
+        use_onednn (bool, optional): CPU only. oneDNN (MKLDNN) CPU kernels
+            (``enable_mkldnn()``; else ``disable_mkldnn()``, as Paddle 3
+            turns it on by default). An old-IR program (``paddle_legacy``)
+            gets every oneDNN pass. For a new-IR one (``paddle``) the pass
+            that moves every supported op to oneDNN
+            (``onednn_placement_pass``) is left out: Paddle 3.3.1 cannot run
+            ``bilinear_interp`` as a new-IR oneDNN op
             ("ConvertPirAttribute2RuntimeAttribute not support
             ArrayAttribute<DoubleAttribute>": it has no converter for the
-            type of its ``scale`` attribute, even when empty); the fusion
-            passes (convolution + batch norm + activation, ...) still apply.
+            type of its ``scale`` attribute, even when empty); and so is
+            ``operator_reshape_onednn_fuse_pass``, which folds a reshape into
+            the op before it and mistypes the result when the input has
+            dynamic sizes (the point head's rows, "The type tensor<-1x256xf32>
+            of outputs[0][0] must be equal to type tensor<-1x-1x1x256xf32>").
+            The other fusion passes (convolution + batch norm + activation,
+            ...) still apply. Default: False.
+        cpu_threads (int, optional): CPU only.
+            ``set_cpu_math_library_num_threads``. Default: Paddle's.
+        device_id (int, optional): GPU id (>= 0). Default: 0.
+        gpu_mem_mb (int, optional): ``memory_pool_init_size_mb`` of
+            ``enable_use_gpu``: the initial GPU memory pool in MB (> 0).
+            Default: 256.
+        precision (str, optional): 'fp32' or 'fp16' (:data:`PRECISIONS`).
+            Without TensorRT, fp16 is ``enable_use_gpu(..., precision_mode=
+            PrecisionType.Half)``, which the docs give for GPU fp16 computation
+            (Paddle's mixed-precision pass; float32 inputs and outputs, as
+            ``enable_low_precision_io`` is left off). With TensorRT it is the
+            ``precision_mode`` of ``enable_tensorrt_engine`` (the TensorRT
+            subgraphs run fp16) and ``enable_use_gpu`` keeps Float32 for the
+            ops outside them, as the docs' TensorRT FP16 example does. fp16
+            needs ``use_gpu``; 'int8' is refused (Paddle-TensorRT int8 needs
+            a calibration run, ``use_calib_mode``, or a quantised model).
+            Default: 'fp32'.
+        use_trt (bool, optional): Paddle-TensorRT subgraphs; needs
+            ``use_gpu`` and a ``paddle_legacy`` export: the docs say
+            ``enable_tensorrt_engine`` applies to ``.pdmodel`` programs only
+            (a new-IR ``model.json`` goes through ``paddle.tensorrt.convert``
+            instead). Calls ``enable_tensorrt_engine(workspace_size=
+            trt_workspace_mb << 20, max_batch_size=<the largest N>,
+            min_subgraph_size=trt_min_subgraph_size, precision_mode=...,
+            use_static=trt_use_static, use_calib_mode=False)`` after
+            ``enable_use_gpu`` (the docs: TensorRT takes effect only once the
+            GPU is enabled). ``use_calib_mode`` (int8 calibration) is passed
+            explicitly: the Paddle-TensorRT guide gives False as its default,
+            but paddle 3.3.1's binding defaults to True. A paddle built
+            without TensorRT raises (PreconditionNotMet), turned into a
+            one-line RuntimeError here.
             Default: False.
-        cpu_threads (int, optional): CPU math threads. Default: Paddle's.
+        trt_min_subgraph_size (int, optional): Paddle-TensorRT runs a
+            subgraph only when it has more nodes than this (>= 1). Default: 3.
+        trt_workspace_mb (int, optional): TensorRT's workspace in MB (> 0),
+            passed in bytes as ``workspace_size``. Default: 1024 (the docs'
+            ``1 << 30``).
+        trt_dynamic_shape (dict, optional): The range of the input's sizes,
+            ``{'min': [N, C, H, W], 'opt': [...], 'max': [...]}`` with
+            ``min <= opt <= max`` (TensorRT tunes its kernels for ``opt`` and
+            accepts any shape in the range) and the sizes deploy.yaml's
+            ``input_shape`` fixes kept; optionally ``'name'``, the input's
+            name (by default read from ``model.pdmodel``: 'x' for
+            :func:`export`'s programs). Passed as ``set_trt_dynamic_shape_info
+            (min_input_shape={name: min}, max_input_shape={name: max},
+            optim_input_shape={name: opt})`` (the documented order is min,
+            max, opt; the keywords leave no doubt). Required with
+            ``use_trt`` unless deploy.yaml's ``input_shape`` is fully static
+            (an export's H and W are dynamic by default), in which case no
+            dynamic shape is set and ``max_batch_size`` is its N.
+            Default: None.
+        trt_use_static (bool, optional): ``use_static``: serialise the
+            TensorRT engines on the first run and load them on the next ones.
+            Default: False.
+        trt_cache_dir (str, optional): ``set_optim_cache_dir``: where those
+            engines go. Default: Paddle's (``_opt_cache`` in the model folder).
+
+    The TensorRT arguments other than the sizes need ``use_trt``. Bad values
+    raise a one-line ValueError naming the argument.
 
     Returns:
-        paddle.inference.Predictor
+        paddle.inference.Config
     """
     from paddle import inference
     deploy = load_deploy(model_dir)
-    if deploy_format(deploy) == 'onnx':
+    fmt = deploy_format(deploy)
+    if fmt == 'onnx':
         raise ValueError('{} holds an ONNX model; use load_engine() or ONNX '
                          'Runtime'.format(model_dir))
+    device_id = _int_arg('device_id', device_id, 0)
+    gpu_mem_mb = _int_arg('gpu_mem_mb', gpu_mem_mb, 1)
+    trt_min_subgraph_size = _int_arg('trt_min_subgraph_size', trt_min_subgraph_size, 1)
+    trt_workspace_mb = _int_arg('trt_workspace_mb', trt_workspace_mb, 1)
+    if precision == 'int8':
+        raise ValueError("precision 'int8' is not supported (Paddle-TensorRT int8 "
+                         "needs a calibration run or a quantised model): use 'fp32' "
+                         "or 'fp16'")
+    if precision not in PRECISIONS:
+        raise ValueError('precision must be one of {}, got {!r}'.format(PRECISIONS, precision))
+    if precision == 'fp16' and not use_gpu:
+        raise ValueError("precision 'fp16' needs use_gpu=True (on the CPU the "
+                         "exported model runs in fp32)")
+    if use_trt and not use_gpu:
+        raise ValueError('use_trt (TensorRT) needs use_gpu=True')
+    if not use_trt:
+        for name, value, default in (('trt_dynamic_shape', trt_dynamic_shape, None),
+                                     ('trt_use_static', trt_use_static, False),
+                                     ('trt_cache_dir', trt_cache_dir, None)):
+            if value is not default and value != default:
+                raise ValueError('{} is a TensorRT setting: it needs use_trt=True'
+                                 .format(name))
+    shape_range = None
+    if use_trt:
+        if fmt != 'paddle_legacy':
+            raise ValueError("use_trt needs a paddle_legacy export (model.pdmodel): "
+                             "Paddle Inference's enable_tensorrt_engine applies to "
+                             ".pdmodel programs only, {} is format {} (Paddle "
+                             "documents paddle.tensorrt.convert for those)"
+                             .format(model_dir, fmt))
+        input_shape = [int(v) for v in deploy.get('input_shape') or (-1, 3, -1, -1)]
+        if trt_dynamic_shape is not None:
+            shape_range = _trt_shape_range(trt_dynamic_shape, input_shape,
+                                           program_input_name(model_dir, deploy))
+        elif -1 in input_shape:
+            raise ValueError("use_trt: the exported input {} has dynamic sizes (-1); "
+                             "pass trt_dynamic_shape={{'min': [N, C, H, W], 'opt': "
+                             "[...], 'max': [...]}} or export with a fixed "
+                             "--input_shape".format(input_shape))
+        max_batch_size = shape_range[1]['max'][0] if shape_range else input_shape[0]
     config = inference.Config(os.path.join(model_dir, deploy['model']),
                               os.path.join(model_dir, deploy['params']))
+    half = inference.PrecisionType.Half
+    fp32 = inference.PrecisionType.Float32
     if use_gpu:
-        config.enable_use_gpu(256, 0)
+        config.enable_use_gpu(
+            memory_pool_init_size_mb=gpu_mem_mb, device_id=device_id,
+            precision_mode=half if precision == 'fp16' and not use_trt else fp32)
+        if use_trt:
+            try:
+                config.enable_tensorrt_engine(
+                    workspace_size=trt_workspace_mb << 20, max_batch_size=max_batch_size,
+                    min_subgraph_size=trt_min_subgraph_size,
+                    precision_mode=half if precision == 'fp16' else fp32,
+                    use_static=bool(trt_use_static), use_calib_mode=False)
+            except RuntimeError as exc:  # e.g. a paddle built without TensorRT
+                lines = str(exc).strip().splitlines()
+                raise RuntimeError('use_trt: {} (paddle {})'.format(
+                    lines[0] if lines else type(exc).__name__,
+                    paddle.__version__)) from None
+            if shape_range:
+                name, shapes = shape_range
+                config.set_trt_dynamic_shape_info(
+                    min_input_shape={name: shapes['min']},
+                    max_input_shape={name: shapes['max']},
+                    optim_input_shape={name: shapes['opt']})
+            if trt_cache_dir:
+                config.set_optim_cache_dir(str(trt_cache_dir))
     else:
         config.disable_gpu()
         if cpu_threads:
             config.set_cpu_math_library_num_threads(int(cpu_threads))
         if use_onednn:
             config.enable_mkldnn()
-            if deploy_format(deploy) == 'paddle':
+            if fmt == 'paddle':
                 config.delete_pass('onednn_placement_pass')
+                config.delete_pass('operator_reshape_onednn_fuse_pass')
         else:
             config.disable_mkldnn()
     config.disable_glog_info()
-    return inference.create_predictor(config)
+    return config
+
+
+def create_predictor(model_dir, use_gpu=False, use_onednn=False, cpu_threads=None,
+                     **options):
+    """A ``paddle.inference`` predictor of an exported model (either Paddle
+    format): ``paddle.inference.create_predictor(build_config(...))``.
+
+    Args:
+        model_dir (str): The folder :func:`export` wrote.
+        use_gpu, use_onednn, cpu_threads: See :func:`build_config`.
+        **options: The keyword-only arguments of :func:`build_config`:
+            ``device_id``, ``gpu_mem_mb``, ``precision`` ('fp32'/'fp16'),
+            ``use_trt``, ``trt_min_subgraph_size``, ``trt_workspace_mb``,
+            ``trt_dynamic_shape`` (``{'min': [N, C, H, W], 'opt': [...],
+            'max': [...]}``, required by TensorRT for a dynamic export),
+            ``trt_use_static``, ``trt_cache_dir``.
+
+    Returns:
+        paddle.inference.Predictor
+    """
+    from paddle import inference
+    return inference.create_predictor(
+        build_config(model_dir, use_gpu, use_onednn, cpu_threads, **options))
 
 
 def run_predictor(predictor, images):
@@ -314,7 +568,7 @@ def create_onnx_session(model_dir, cpu_threads=None):
 
 
 def load_engine(model_dir, engine='auto', use_gpu=False, use_onednn=False,
-                cpu_threads=None):
+                cpu_threads=None, **predictor_options):
     """A callable that runs an exported model.
 
     Args:
@@ -323,7 +577,10 @@ def load_engine(model_dir, engine='auto', use_gpu=False, use_onednn=False,
             (ONNX Runtime) or 'auto' (ONNX Runtime for an ONNX export,
             Paddle Inference otherwise). Default: 'auto'.
         use_gpu, use_onednn, cpu_threads: Of Paddle Inference (see
-            :func:`create_predictor`); ``cpu_threads`` also of ONNX Runtime.
+            :func:`build_config`); ``cpu_threads`` also of ONNX Runtime.
+        **predictor_options: The keyword-only arguments of
+            :func:`build_config` (GPU precision, TensorRT, ...), for the
+            'inference' engine only (ValueError with 'onnx').
 
     Returns:
         callable: ``images`` (``float32 [N, 3, H, W]`` numpy, normalised as
@@ -343,6 +600,9 @@ def load_engine(model_dir, engine='auto', use_gpu=False, use_onednn=False,
         raise ValueError('{} holds a {} model, which engine {!r} cannot run'
                          .format(model_dir, fmt, engine))
     if engine == 'onnx':
+        if predictor_options:
+            raise ValueError('engine onnx (ONNX Runtime on the CPU) takes no Paddle '
+                             'Inference options, got {}'.format(sorted(predictor_options)))
         session = create_onnx_session(model_dir, cpu_threads)
         input_name = session.get_inputs()[0].name
         output_name = session.get_outputs()[0].name
@@ -351,7 +611,8 @@ def load_engine(model_dir, engine='auto', use_gpu=False, use_onednn=False,
             images = np.ascontiguousarray(images, dtype='float32')
             return session.run([output_name], {input_name: images})[0]
     else:
-        predictor = create_predictor(model_dir, use_gpu, use_onednn, cpu_threads)
+        predictor = create_predictor(model_dir, use_gpu, use_onednn, cpu_threads,
+                                     **predictor_options)
 
         def run(images):
             return run_predictor(predictor, images)

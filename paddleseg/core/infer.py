@@ -2,7 +2,9 @@
 
 All functions take a normalised image batch ``[N, 3, H, W]`` and return
 logits or probabilities ``[N, C, H0, W0]`` at the size of the original image
-(``trans_info`` undoes the resizes and paddings of the eval transforms).
+(``trans_info`` undoes the resizes and paddings of the eval transforms);
+:func:`predict_class_map`, what evaluation and prediction call, returns the
+class map, also of an exported model (:mod:`paddleseg.core.engine`).
 """
 
 import math
@@ -117,3 +119,37 @@ def aug_inference(model, im, trans_info=None, scales=1.0,
     if trans_info:
         probs = reverse_transform(probs, trans_info, mode='bilinear')
     return probs
+
+
+def predict_class_map(model, im, trans_info=None, aug=False, scales=1.0,
+                      flip_horizontal=False, flip_vertical=False, is_slide=False,
+                      stride=None, crop_size=None):
+    """The ``int64 [N, H0, W0]`` class map of ``im`` at the original size.
+
+    ``model`` is a dygraph model, or a
+    :class:`paddleseg.core.engine.EngineModel`: one that returns the class
+    map itself (``returns_class_map``, an ``argmax`` export) is run on the
+    whole image and its map is mapped back with nearest-neighbour resizing;
+    any other goes through :func:`aug_inference` (``aug``) or
+    :func:`inference` and an argmax over the classes.
+
+    Args:
+        aug (bool, optional): Multi-scale / flip averaging. Default: False.
+        Others as :func:`aug_inference`.
+    """
+    if getattr(model, 'returns_class_map', False):
+        model.check_inference(aug=aug, is_slide=is_slide)
+        labels = _logits(model, im)
+        if trans_info:
+            labels = reverse_transform(labels.unsqueeze(1), trans_info,
+                                       mode='nearest').squeeze(1)
+        return labels
+    if aug:
+        out = aug_inference(model, im, trans_info, scales=scales,
+                            flip_horizontal=flip_horizontal,
+                            flip_vertical=flip_vertical, is_slide=is_slide,
+                            stride=stride, crop_size=crop_size)
+    else:
+        out = inference(model, im, trans_info, is_slide=is_slide, stride=stride,
+                        crop_size=crop_size)
+    return paddle.argmax(out, axis=1)

@@ -15,7 +15,7 @@ import numpy as np
 import paddle
 from tqdm import tqdm
 
-from paddleseg.core.infer import aug_inference, inference
+from paddleseg.core.infer import predict_class_map
 from paddleseg.core.val import shard
 from paddleseg.errors import DatasetError
 from paddleseg.utils import logger
@@ -150,14 +150,11 @@ def predict_images(model, transforms, image_list, save_dir, image_dir=None,
                 failed.append((path, str(exc)))
                 continue
             im = paddle.to_tensor(data['img'][np.newaxis])
-            kwargs = dict(is_slide=is_slide, stride=stride, crop_size=crop_size)
-            if aug_pred:
-                out = aug_inference(model, im, data['trans_info'], scales=scales,
-                                    flip_horizontal=flip_horizontal,
-                                    flip_vertical=flip_vertical, **kwargs)
-            else:
-                out = inference(model, im, data['trans_info'], **kwargs)
-            pred = paddle.argmax(out, axis=1)[0].numpy().astype(np.uint8)
+            pred = predict_class_map(model, im, data['trans_info'], aug=aug_pred,
+                                     scales=scales, flip_horizontal=flip_horizontal,
+                                     flip_vertical=flip_vertical, is_slide=is_slide,
+                                     stride=stride, crop_size=crop_size)
+            pred = pred[0].numpy().astype(np.uint8)
             _save(path, pred, save_dir, _relative(path, image_dir), palette)
             if cityscapes_dir:
                 save_label_ids(pred, path, cityscapes_dir)

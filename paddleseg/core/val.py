@@ -21,7 +21,7 @@ from paddle.io.dataloader.collate import default_collate_fn
 from tqdm import tqdm
 
 from paddleseg.core import amp
-from paddleseg.core.infer import aug_inference, inference
+from paddleseg.core.infer import predict_class_map
 from paddleseg.errors import ConfigError, DatasetError, SegError
 from paddleseg.utils import logger
 from paddleseg.utils.env import init_distributed
@@ -127,16 +127,6 @@ def _eval_batches(dataset, indices, num_workers):
     return paddle.io.DataLoader(_Guarded(dataset), batch_sampler=_Indices(indices),
                                 num_workers=num_workers, return_list=True,
                                 collate_fn=_collate)
-
-
-def _predict(model, batch, aug_eval, infer_kwargs):
-    if aug_eval:
-        return aug_inference(model, batch['img'], batch.get('trans_info'),
-                             **infer_kwargs)
-    return inference(model, batch['img'], batch.get('trans_info'),
-                     **{k: infer_kwargs[k] for k in ('is_slide', 'stride',
-                                                     'crop_size')
-                        if k in infer_kwargs})
 
 
 def details_kwargs(test_config, what='test_config'):
@@ -262,8 +252,9 @@ def evaluate_details(model, eval_dataset, num_workers=0, aug_eval=False, scales=
                 if _LOAD_ERROR in batch:
                     _raise_load_error(batch)
                 with amp.autocast(precision, amp_level):
-                    out = _predict(model, batch, aug_eval, infer_kwargs)
-                pred = paddle.argmax(out, axis=1)
+                    pred = predict_class_map(model, batch['img'],
+                                             batch.get('trans_info'),
+                                             aug=aug_eval, **infer_kwargs)
                 cm += confusion_matrix(pred, batch['label'], num_classes,
                                        ignore_index)
                 if on_prediction is not None:

@@ -89,6 +89,21 @@ def add_inference_args(parser):
                         help='Also average the vertically flipped image.')
 
 
+def add_engine_args(parser):
+    """--engine dygraph|inference|onnx and --enable_mkldnn (val.py, predict.py)."""
+    parser.add_argument('--engine', choices=['dygraph', 'inference', 'onnx'],
+                        default='dygraph',
+                        help='dygraph: the model of --config with the weights of '
+                             '--model_path; inference (Paddle Inference) or onnx '
+                             '(ONNX Runtime): the exported model of the folder '
+                             '--model_path (export.py --format paddle_legacy|paddle, '
+                             'or onnx). Default: dygraph.')
+    parser.add_argument('--enable_mkldnn', type=str2bool, default=True,
+                        metavar='true|false',
+                        help='oneDNN kernels of --engine inference on the CPU '
+                             '(default: true).')
+
+
 def add_precision_args(parser):
     """--fp16, --precision fp32|fp16, --amp_level O1|O2 (as train.py's)."""
     parser.add_argument('--fp16', action='store_true',
@@ -167,7 +182,9 @@ def without_pretrained(cfg):
 
 
 def build_for_inference(args, dataset_key=None):
-    """Load and check the config, build the model, load ``--model_path``.
+    """Load and check the config, build the model, load ``--model_path``
+    (with ``--engine inference|onnx``: the export there, see
+    :func:`load_exported`).
 
     Returns:
         tuple: ``(cfg, model, dataset or None)``.
@@ -177,9 +194,40 @@ def build_for_inference(args, dataset_key=None):
     from paddleseg.utils.checkpoint import load_entire_model
     cfg = without_pretrained(load_and_check(args.config, opts=args.opts,
                                             for_training=False))
-    setup_device(args.device, args.cpu_threads)
-    model = builder.build_model(cfg, args.config)
-    load_entire_model(model, args.model_path)
+    threads = setup_device(args.device, args.cpu_threads)
+    engine = getattr(args, 'engine', 'dygraph')
+    if engine == 'dygraph':
+        model = builder.build_model(cfg, args.config)
+        load_entire_model(model, args.model_path)
+    else:
+        model = load_exported(args, cfg, threads)
     dataset = builder.build_dataset(cfg, dataset_key, args.config) \
         if dataset_key else None
     return cfg, model, dataset
+
+
+def load_exported(args, cfg, cpu_threads=None):
+    """The :class:`~paddleseg.core.engine.EngineModel` of ``--model_path``
+    for ``--engine``, on the device set; warns when the export's
+    normalisation differs from the config's eval transforms."""
+    import paddle
+    from paddleseg.core.engine import EngineModel
+    precision = precision_of(args)
+    model = EngineModel(args.model_path, args.engine, device=paddle.get_device(),
+                        cpu_threads=cpu_threads,
+                        use_onednn=getattr(args, 'enable_mkldnn', True),
+                        precision=precision,
+                        num_classes=(cfg.get('model') or {}).get('num_classes'))
+    exported = model.deploy.get('transforms')
+    wanted = (cfg.get('export') or {}).get('transforms') or \
+        (cfg.get('val_dataset') or {}).get('transforms')
+    if exported is not None and wanted is not None and exported != wanted:
+        from paddleseg.utils import logger
+        logger.warning('{}/deploy.yaml: the exported transforms differ from '
+                       "{}'s eval transforms, which {} uses".format(
+                           args.model_path, args.config, 'this run'))
+    if getattr(args, 'amp_level', 'O1') == 'O2' and precision == 'fp16':
+        from paddleseg.utils import logger
+        logger.warning('--amp_level O2 is for dygraph; --engine {} runs the '
+                       'exported program in {}'.format(args.engine, model.precision))
+    return model

@@ -224,6 +224,26 @@ def random_weights(tiny):
     return str(path)
 
 
+# export.py's tiny model with a dynamic input and with a fixed 1x3x64x128 one
+EXPORT_ARGS = {'dynamic': [], 'fixed': ['--input_shape', 1, 3, 64, 128]}
+
+
+@pytest.fixture(scope='session')
+def exported(tiny, random_weights, tmp_path_factory):
+    """``{'dynamic': dir, 'fixed': dir}``: export.py's default format of the
+    tiny model with seeded random weights (:data:`EXPORT_ARGS`)."""
+    base = tmp_path_factory.mktemp('gpu_export')
+    dirs = {}
+    for name, extra in EXPORT_ARGS.items():
+        save_dir = base / name
+        proc = run_python([script('export.py'), '--config', tiny['cfg'],
+                           '--model_path', random_weights, '--save_dir', save_dir,
+                           '--device', DEVICE] + extra)
+        check_ok(proc, 'export.py ({})'.format(name))
+        dirs[name] = str(save_dir)
+    return dirs
+
+
 @pytest.fixture(scope='session')
 def tools():
     """This module's helpers, for the test modules."""

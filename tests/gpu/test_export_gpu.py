@@ -16,23 +16,9 @@ import pytest
 import yaml
 
 MIN_AGREEMENT = 0.999
+# (N, H, W) each export of the `exported` fixture (tests/gpu/conftest.py) runs at
 SHAPES = {'dynamic': [(1, 64, 128), (2, 96, 160), (1, 128, 256)],
           'fixed': [(1, 64, 128)]}
-EXPORT_ARGS = {'dynamic': [], 'fixed': ['--input_shape', 1, 3, 64, 128]}
-
-
-@pytest.fixture(scope='module')
-def exported(tiny, tools, random_weights, tmp_path_factory):
-    base = tmp_path_factory.mktemp('gpu_export')
-    dirs = {}
-    for name, extra in EXPORT_ARGS.items():
-        save_dir = base / name
-        proc = tools.run_python([tools.script('export.py'), '--config', tiny['cfg'],
-                                 '--model_path', random_weights, '--save_dir', save_dir,
-                                 '--device', tools.DEVICE] + extra)
-        tools.check_ok(proc, 'export.py ({})'.format(name))
-        dirs[name] = str(save_dir)
-    return dirs
 
 
 def _gpu_predictor(model_dir):
