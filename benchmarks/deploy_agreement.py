@@ -2,7 +2,7 @@
 
     python benchmarks/deploy_agreement.py --config configs/demo/pointrend_resnet18_os8_demo.yml \
         --model_path output/best_model/model.pdparams --image_path data/demo/leftImg8bit/val \
-        --save_dir /tmp/deploy_agreement [--sizes 96x192 160x320 121x203] [--limit 24]
+        --save_dir /tmp/deploy_agreement [--sizes 96x192 160x320 121x203] [--limit 24] [--val]
 
 Runs predict.py on the images (each also resized to every ``--sizes``
 entry), exports the model in each format with export.py (dynamic input
@@ -17,6 +17,10 @@ the mean) and the time per image:
 * ``paddle`` (new IR) through ``paddleseg.core.export.create_predictor``,
   without and with oneDNN;
 * ``onnx`` in ONNX Runtime (when paddle2onnx and onnxruntime are installed).
+
+``--val`` also runs val.py on the config's ``val_dataset`` with each
+``--engine`` (dygraph, Paddle Inference with and without oneDNN, ONNX
+Runtime) and prints each mIoU beside dygraph's.
 """
 
 import argparse
@@ -41,6 +45,9 @@ def parse_args(argv=None):
                    help='Also each image resized to these sizes.')
     p.add_argument('--limit', type=int, default=24, help='Images used (first N).')
     p.add_argument('--cpu_threads', type=int, default=2)
+    p.add_argument('--val', action='store_true',
+                   help="Also run val.py on the config's val_dataset with each "
+                        '--engine and print mIoU against dygraph.')
     return p.parse_args(argv)
 
 
@@ -148,7 +155,39 @@ def main(argv=None):
     print('| --- | --- | --- | --- | --- |')
     for name, n, worst, mean, ms in rows:
         print('| {} | {} | {:.6f} | {:.6f} | {:.0f} |'.format(name, n, worst, mean, ms))
+    if args.val:
+        val_engines(args, common, dirs)
     return rows
+
+
+def val_engines(args, common, dirs):
+    """val.py with each ``--engine`` on the config's val_dataset: mIoU,
+    its difference from dygraph's, and the wall time."""
+    import val as val_cli
+    runs = [('dygraph', args.model_path, []),
+            ('inference, oneDNN (paddle_legacy)', dirs['paddle_legacy'],
+             ['--engine', 'inference']),
+            ('inference, no oneDNN (paddle_legacy)', dirs['paddle_legacy'],
+             ['--engine', 'inference', '--enable_mkldnn', 'false']),
+            ('inference, oneDNN (paddle)', dirs['paddle'], ['--engine', 'inference'])]
+    if 'onnx' in dirs:
+        runs.append(('onnx', dirs['onnx'], ['--engine', 'onnx']))
+    results = []
+    for name, path, extra in runs:
+        argv = [a if a != args.model_path else path for a in common] + extra
+        t0 = time.perf_counter()
+        result = val_cli.run(val_cli.parse_args(argv))
+        results.append((name, result, time.perf_counter() - t0))
+    base = results[0][1]
+    print('\nval.py on {} images of {}\n'.format(base['images'], args.config))
+    print('| engine | mIoU | mIoU - dygraph | acc | pixels in another cell | s |')
+    print('| --- | --- | --- | --- | --- | --- |')
+    for name, result, seconds in results:
+        moved = abs(result['confusion'] - base['confusion']).sum() / 2 / base['confusion'].sum()
+        print('| {} | {:.6f} | {:+.1e} | {:.6f} | {:.2e} | {:.1f} |'.format(
+            name, result['miou'], result['miou'] - base['miou'], result['acc'], moved,
+            seconds))
+    return results
 
 
 if __name__ == '__main__':

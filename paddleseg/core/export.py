@@ -426,6 +426,13 @@ def build_config(model_dir, use_gpu=False, use_onednn=False, cpu_threads=None, *
         trt_cache_dir (str, optional): ``set_optim_cache_dir``: where those
             engines go. Default: Paddle's (``_opt_cache`` in the model folder).
 
+    A ``paddle_legacy`` program also gets ``enable_memory_optim()`` (the
+    buffers of intermediate results reused, as PaddleSeg's deploy script
+    does): without it Paddle Inference keeps every intermediate result, a
+    peak of 12 GB for ResNet101_vd at 512x1024 without oneDNN (BENCHMARKS.md).
+    A ``paddle`` (new-IR) program cannot have it on Paddle 3.3.1 (see the
+    module's doc).
+
     The TensorRT arguments other than the sizes need ``use_trt``. Bad values
     raise a one-line ValueError naming the argument.
 
@@ -517,6 +524,8 @@ def build_config(model_dir, use_gpu=False, use_onednn=False, cpu_threads=None, *
                 config.delete_pass('operator_reshape_onednn_fuse_pass')
         else:
             config.disable_mkldnn()
+    if fmt == 'paddle_legacy':
+        config.enable_memory_optim()
     config.disable_glog_info()
     return config
 

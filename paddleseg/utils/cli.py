@@ -217,15 +217,16 @@ def load_exported(args, cfg, cpu_threads=None):
                         cpu_threads=cpu_threads,
                         use_onednn=getattr(args, 'enable_mkldnn', True),
                         precision=precision,
-                        num_classes=(cfg.get('model') or {}).get('num_classes'))
+                        num_classes=(cfg.get('model') or {}).get('num_classes') or
+                        (cfg.get('val_dataset') or {}).get('num_classes'))
     exported = model.deploy.get('transforms')
     wanted = (cfg.get('export') or {}).get('transforms') or \
         (cfg.get('val_dataset') or {}).get('transforms')
     if exported is not None and wanted is not None and exported != wanted:
         from paddleseg.utils import logger
-        logger.warning('{}/deploy.yaml: the exported transforms differ from '
-                       "{}'s eval transforms, which {} uses".format(
-                           args.model_path, args.config, 'this run'))
+        logger.warning('{}/deploy.yaml: its transforms differ from the eval '
+                       'transforms of {}, which this run applies'.format(
+                           args.model_path, args.config))
     if getattr(args, 'amp_level', 'O1') == 'O2' and precision == 'fp16':
         from paddleseg.utils import logger
         logger.warning('--amp_level O2 is for dygraph; --engine {} runs the '
