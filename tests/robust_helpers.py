@@ -73,14 +73,24 @@ def run_cli(name, *args, timeout=180, env=None):
                           timeout=timeout)
 
 
+def _sigint_as_in_a_terminal():
+    """A job started from a terminal takes Ctrl-C. A shell that started the
+    test run in the background (``cmd &``) left SIGINT ignored, which
+    children inherit and train.py rightly keeps ignoring (as under nohup):
+    the script under test gets SIGINT's default back."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_cli(name, *args, stdout_path=None, new_session=False):
     """Start ``python <name> args...``; stdout goes to ``stdout_path`` (read
     it with :func:`wait_for_line`), stderr to a pipe. ``new_session``: in a
-    process group of its own (like a job of a terminal)."""
+    process group of its own (like a job of a terminal). SIGINT is not
+    ignored in it, whatever the test run's own disposition."""
     out = open(stdout_path, 'w') if stdout_path else subprocess.DEVNULL
     proc = subprocess.Popen([sys.executable, script(name)] + [str(a) for a in args],
                             cwd=ROOT, env=ENV, stdout=out, stderr=subprocess.PIPE,
-                            text=True, start_new_session=new_session)
+                            text=True, start_new_session=new_session,
+                            preexec_fn=_sigint_as_in_a_terminal)
     proc.stdout_path = stdout_path
     return proc
 
