@@ -55,7 +55,7 @@ def run(args):
     from paddleseg.core.export import check_format, export, parse_input_shape
     from paddleseg.cvlibs import config_builder as builder
     from paddleseg.errors import ConfigError
-    from paddleseg.utils.cli import build_for_inference
+    from paddleseg.utils.cli import build_for_inference, export_transforms
     from paddleseg.utils.env import tune_process
     try:
         parse_input_shape(args.input_shape)
@@ -67,8 +67,7 @@ def run(args):
         raise ConfigError('--format {}: {}'.format(args.format, exc)) from None
     tune_process(training=False)  # MKL's fast path on AMD, before the first kernel
     cfg, model, _ = build_for_inference(args)
-    key = 'export' if (cfg.get('export') or {}).get('transforms') else 'val_dataset'
-    transforms = (cfg.get(key) or {}).get('transforms') or []
+    key, transforms = export_transforms(cfg)
     for i, spec in enumerate(transforms):  # a bad one fails now, not at deployment
         builder.build_component(spec, '{}.transforms.{}'.format(key, i))
     return export(model, args.save_dir, args.input_shape, args.output_op,

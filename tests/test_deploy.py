@@ -23,7 +23,7 @@ import yaml
 from PIL import Image
 
 from deploy_helpers import deploy_transforms as _transforms, paddleseg_infer
-from tiny_data import make_tiny_cityscapes, write_tiny_config
+from tiny_data import make_tiny_cityscapes, seeded_model, write_tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -39,14 +39,10 @@ AGREEMENT = 0.999
 def tiny(tmp_path_factory):
     """A tiny model with fixed random weights, 4 images of 3 sizes, and
     predict.py's class maps of them."""
-    from paddleseg.cvlibs import config_builder as builder
-    from paddleseg.cvlibs.config import load_and_check
     base = tmp_path_factory.mktemp('deploy')
     data = make_tiny_cityscapes(str(base / 'data'), n_train=0, n_val=2)
     cfg = write_tiny_config(str(base / 'tiny.yml'), data)
-    paddle.seed(7)
-    model = builder.build_model(load_and_check(cfg, for_training=False), cfg)
-    model.eval()
+    model = seeded_model(cfg, 7)
     weights = str(base / 'model.pdparams')
     paddle.save(model.state_dict(), weights)
     images = sorted(os.path.join(dp, f) for dp, _, fs in

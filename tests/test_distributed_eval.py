@@ -23,6 +23,7 @@ import pytest
 from PIL import Image
 
 from robust_helpers import ENV, LAUNCH_ENV, ROOT, make_data, script, write_config
+from tiny_data import seeded_model
 
 sys.path.insert(0, ROOT)
 import val as val_cli  # noqa: E402
@@ -209,12 +210,7 @@ def tiny(tmp_path_factory):
 
 def _save_random_weights(cfg, path, seed=11):
     """The initial weights of the config's model (seeded), as ``path``."""
-    from paddleseg.cvlibs import config_builder as builder
-    from paddleseg.cvlibs.config import load_and_check
-    from paddleseg.utils.cli import without_pretrained
-    paddle.seed(seed)
-    model = builder.build_model(without_pretrained(load_and_check(cfg, for_training=False)), cfg)
-    paddle.save(model.state_dict(), str(path))
+    paddle.save(seeded_model(cfg, seed).state_dict(), str(path))
 
 
 def _val_args(tiny, *extra):

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from tiny_data import make_tiny_cityscapes, write_tiny_config
+from tiny_data import make_tiny_cityscapes, seeded_model, write_tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -48,16 +48,12 @@ needs_onnx = pytest.mark.skipif(not _has_onnx(), reason='needs paddle2onnx and '
 def tiny(tmp_path_factory):
     """Tiny data whose labels are the model's noisy predictions, the weights,
     and a dict to cache exports in."""
-    from paddleseg.cvlibs import config_builder as builder
-    from paddleseg.cvlibs.config import load_and_check
     from paddleseg.core.infer import predict_class_map
     from paddleseg.transforms import Compose, Normalize
     base = tmp_path_factory.mktemp('engines')
     data = make_tiny_cityscapes(str(base / 'data'), n_train=0, n_val=3)
     cfg = write_tiny_config(str(base / 'tiny.yml'), data)
-    paddle.seed(3)
-    model = builder.build_model(load_and_check(cfg, for_training=False), cfg)
-    model.eval()
+    model = seeded_model(cfg, 3)
     weights = str(base / 'model.pdparams')
     paddle.save(model.state_dict(), weights)
     preds = {}

@@ -74,3 +74,17 @@ def write_tiny_config(path, dataset_root, iters=4, batch_size=2, crop=64,
     with open(path, 'w') as f:
         f.write(yaml.safe_dump(cfg, sort_keys=False) + extra)
     return path
+
+
+def seeded_model(cfg_path, seed):
+    """The model of the config at ``cfg_path`` with the initial weights
+    ``paddle.seed(seed)`` gives (no pretrained download), in eval mode."""
+    import paddle
+    from paddleseg.cvlibs import config_builder as builder
+    from paddleseg.cvlibs.config import load_and_check
+    from paddleseg.utils.cli import without_pretrained
+    paddle.seed(seed)
+    model = builder.build_model(
+        without_pretrained(load_and_check(cfg_path, for_training=False)), cfg_path)
+    model.eval()
+    return model

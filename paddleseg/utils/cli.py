@@ -206,6 +206,14 @@ def build_for_inference(args, dataset_key=None):
     return cfg, model, dataset
 
 
+def export_transforms(cfg):
+    """``(key, specs)``: the transforms an export carries in deploy.yaml,
+    the config's ``export.transforms`` if given, else ``val_dataset``'s
+    (``[]`` when neither has any)."""
+    key = 'export' if (cfg.get('export') or {}).get('transforms') else 'val_dataset'
+    return key, (cfg.get(key) or {}).get('transforms') or []
+
+
 def load_exported(args, cfg, cpu_threads=None):
     """The :class:`~paddleseg.core.engine.EngineModel` of ``--model_path``
     for ``--engine``, on the device set; warns when the export's
@@ -220,9 +228,8 @@ def load_exported(args, cfg, cpu_threads=None):
                         num_classes=(cfg.get('model') or {}).get('num_classes') or
                         (cfg.get('val_dataset') or {}).get('num_classes'))
     exported = model.deploy.get('transforms')
-    wanted = (cfg.get('export') or {}).get('transforms') or \
-        (cfg.get('val_dataset') or {}).get('transforms')
-    if exported is not None and wanted is not None and exported != wanted:
+    _, wanted = export_transforms(cfg)
+    if exported is not None and wanted and exported != wanted:
         from paddleseg.utils import logger
         logger.warning('{}/deploy.yaml: its transforms differ from the eval '
                        'transforms of {}, which this run applies'.format(
