@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 
+import numpy as np
 import paddle
 import pytest
 
@@ -27,6 +28,49 @@ def test_device_kind_keeps_xpu_and_custom_devices_apart():
     assert dist.device_kind('iluvatar_gpu:0') == 'iluvatar_gpu'
     assert dist.device_kind('cpu') == 'cpu'
     assert dist.device_kind() == 'cpu'  # the test suite's device
+
+
+def test_parse_device_is_the_one_parse_of_an_index():
+    assert dist.parse_device('gpu:1') == ('gpu', 1)
+    assert dist.parse_device(' GPU ') == ('gpu', None)
+    assert dist.parse_device('npu:0') == ('npu', 0)
+    with pytest.raises(ConfigError, match='--device gpu:x: expected gpu or gpu:N'):
+        dist.parse_device('gpu:x')
+
+
+def test_single_process_collectives_keep_the_own_values():
+    assert dist.init_distributed() == (0, 1)
+    assert dist.max_over_ranks([True, 0, 15]) == [1, 0, 15]
+    out = dist.sum_over_ranks(np.array([[1, 2], [3, 4]], np.int32))
+    assert out.dtype == np.int64 and out.tolist() == [[1, 2], [3, 4]]
+    assert dist.all_gather_objects(('a', 1)) == [('a', 1)]
+
+
+def test_derive_seed_is_the_seeds_of_earlier_versions():
+    """A step's and a sample's seeds stay what they were (resume exactness
+    across versions): ``(seed, it, rank, 7)`` and ``(seed, epoch, position)``."""
+    assert dist.derive_seed(1, 5, 0, 7) == int(
+        np.random.default_rng([1, 5, 0, 7]).integers(2 ** 31))
+    assert dist.derive_seed(3, 0, 9) == int(np.random.default_rng([3, 0, 9]).integers(2 ** 31))
+    assert dist.derive_seed(3, 0, 9) != dist.derive_seed(3, 0, 10)
+
+
+def test_utils_never_import_paddleseg_core():
+    """Layering: what utils/dist.py, env.py and checkpoint.py import (even
+    inside a function) is below paddleseg.core."""
+    import ast
+    for name in ('dist.py', 'env.py', 'checkpoint.py'):
+        path = os.path.join(ROOT, 'paddleseg', 'utils', name)
+        tree = ast.parse(open(path).read())
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ''] if isinstance(node, ast.ImportFrom) else []
+            assert not any(n.startswith('paddleseg.core') for n in names), (name, names)
+        for call in (n for n in ast.walk(tree) if isinstance(n, ast.Call) and n.args):
+            func = getattr(call.func, 'attr', getattr(call.func, 'id', ''))
+            arg = getattr(call.args[0], 'value', None)
+            assert not (func in ('import_module', '__import__') and isinstance(arg, str)
+                        and arg.startswith('paddleseg.core')), (name, arg)
 
 
 @pytest.mark.parametrize('device, words', [

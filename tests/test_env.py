@@ -33,7 +33,7 @@ def thread_calls(monkeypatch):
 
 
 def test_threads_default_to_all_usable_cores_on_cpu(thread_calls, monkeypatch):
-    monkeypatch.setattr(env, 'get_device', lambda: 'cpu')
+    monkeypatch.setattr(env, 'device_kind', lambda: 'cpu')
     assert env.set_cpu_threads() == env.usable_cpu_count()
     assert thread_calls == [env.usable_cpu_count()]
 
@@ -54,7 +54,7 @@ def test_threads_env_var_must_be_positive(thread_calls, monkeypatch):
 
 
 def test_threads_untouched_on_gpu_without_request(thread_calls, monkeypatch):
-    monkeypatch.setattr(env, 'get_device', lambda: 'gpu')
+    monkeypatch.setattr(env, 'device_kind', lambda: 'gpu')
     assert env.set_cpu_threads() is None
     monkeypatch.setenv(env.THREADS_ENV, '2')
     assert env.set_cpu_threads() == 2
@@ -62,7 +62,7 @@ def test_threads_untouched_on_gpu_without_request(thread_calls, monkeypatch):
 
 
 def test_real_call_and_device():
-    assert env.get_device() in ('cpu', 'gpu')
+    assert env.device_kind() in ('cpu', 'gpu')
     assert env.set_cpu_threads(1) == 1
     env.set_cpu_threads(env.usable_cpu_count())
 

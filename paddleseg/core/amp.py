@@ -44,7 +44,8 @@ import paddle
 from paddleseg.errors import ConfigError
 from paddleseg.models.point_features import as_float32, float32_region  # noqa: F401
 from paddleseg.utils import logger
-from paddleseg.utils.dist import device_kind
+from paddleseg.utils.checkpoint import cast_to
+from paddleseg.utils.dist import device_kind, parse_device
 
 PRECISIONS = ('fp32', 'fp16')
 AMP_LEVELS = ('O1', 'O2')
@@ -70,29 +71,26 @@ def fp16_unsupported_reason(device=None):
     """
     if device is None:
         device = paddle.device.get_device()
-    kind = device_kind(device)
+    kind, index = parse_device(device)
     if kind == 'cpu':
         return 'paddle runs no float16 AMP on a CPU'
-    if kind == 'gpu':
-        if paddle.is_compiled_with_rocm():
-            return None
-        index = int(device.split(':', 1)[1]) if ':' in device else None
+    if kind == 'gpu' and not paddle.is_compiled_with_rocm():
         major, minor = paddle.device.cuda.get_device_capability(index)
         if (major, minor) < MIN_CUDA_CAPABILITY:
             return ('{} ({}) has compute capability {}.{}; float16 AMP needs {}.{} or '
                     'higher'.format(device, paddle.device.cuda.get_device_name(index),
                                     major, minor, *MIN_CUDA_CAPABILITY))
-        return None
-    if kind == 'xpu':
-        if not paddle.amp.is_float16_supported(device):
-            return '{} does not support float16 AMP (XPU2 or later does)'.format(device)
-        return None
+    if kind == 'xpu' and not paddle.amp.is_float16_supported(device):
+        return '{} does not support float16 AMP (XPU2 or later does)'.format(device)
     return None
 
 
 def resolve_precision(precision, amp_level='O1', device=None, what='training'):
-    """Check ``precision`` and ``amp_level`` for ``device``; return the pair
-    to train (or evaluate) with.
+    """The one precision rule: check ``precision`` and ``amp_level`` for
+    ``device`` and return the pair to train (or evaluate) with. Training
+    (:func:`paddleseg.core.train`), evaluation
+    (:func:`paddleseg.core.val.resolve_precision`) and the entry scripts
+    call it.
 
     Args:
         precision (str): 'fp32' or 'fp16'.
@@ -230,8 +228,9 @@ def load_scaler_state(scaler, state):
 
 
 def match_state_dtypes(model, state):
-    """``state`` with each tensor cast to the dtype of the model's parameter
-    or buffer of the same (structured) name.
+    """``state`` with each tensor (or numpy array) cast to the dtype of the
+    model's parameter or buffer of the same (structured) name
+    (:func:`paddleseg.utils.checkpoint.cast_to`).
 
     An O2-prepared model has float16 weights and refuses float32 values in
     ``set_state_dict`` (``set_value`` asserts equal dtypes); checkpoints are
@@ -241,20 +240,5 @@ def match_state_dtypes(model, state):
     """
     targets = {name: t.dtype for name, t in model.named_parameters()}
     targets.update({name: t.dtype for name, t in model.named_buffers()})
-    out = {}
-    for key, value in state.items():
-        dtype = targets.get(key)
-        if dtype is not None and isinstance(value, paddle.Tensor):
-            if value.dtype != dtype:
-                value = value.astype(dtype)
-        elif dtype is not None and hasattr(value, 'astype') and hasattr(value, 'dtype'):
-            wanted = _numpy_dtype(dtype)  # numpy arrays
-            if str(value.dtype) != wanted:
-                value = value.astype(wanted)
-        out[key] = value
-    return out
-
-
-def _numpy_dtype(dtype):
-    """numpy's name of paddle's ``dtype`` (``paddle.float16`` -> 'float16')."""
-    return str(dtype).split('.')[-1].lower()
+    return {key: cast_to(value, targets[key]) if key in targets and hasattr(value, 'dtype')
+            else value for key, value in state.items()}

@@ -1,7 +1,8 @@
-"""The options of a training run, one keyword-only dataclass."""
+"""The options of a training run, one keyword-only dataclass, checked when made."""
 
 import dataclasses
 
+from paddleseg.cvlibs.schema import is_positive_int
 from paddleseg.errors import ConfigError
 
 
@@ -34,7 +35,7 @@ class TrainOptions:
             value = getattr(self, name)
             if name == 'eval_interval' and not value:  # 0 or None: save_interval
                 continue
-            if not isinstance(value, int) or value < 1:
+            if not is_positive_int(value):
                 raise ConfigError('--{} must be a positive integer, got {!r}'.format(name, value))
         self.eval_interval = self.eval_interval or self.save_interval
         self.eval_kwargs = dict(self.eval_kwargs or {})

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from paddleseg.core.infer import predict_class_map
 from paddleseg.core.val import shard
 from paddleseg.errors import DatasetError
-from paddleseg.utils import logger
+from paddleseg.utils import dist, logger
 from paddleseg.utils.cityscapes import save_label_ids
 from paddleseg.utils.env import init_distributed
 from paddleseg.utils.visualize import get_palette, overlay, save_pseudo_color
@@ -170,8 +170,7 @@ def _gather(done, failed, nranks):
     """``done`` and ``failed`` of every rank, concatenated in rank order."""
     if nranks == 1:
         return list(done), list(failed)
-    parts = []
-    paddle.distributed.all_gather_object(parts, (done, failed))
+    parts = dist.all_gather_objects((done, failed))
     return ([p for d, _ in parts for p in d],
             [tuple(f) for _, fs in parts for f in fs])
 

@@ -19,18 +19,20 @@ import numpy as np
 from paddle.io.dataloader.collate import default_collate_fn
 
 from paddleseg.errors import DatasetError, SegError
+from paddleseg.utils.dist import derive_seed
 
 LOAD_ERROR = 'load_error'
 LOAD_TRACEBACK = 'load_traceback'
 
 
 class ResumableBatchSampler:
-    """Shuffled, sharded batches of ``(index, sample_seed)`` pairs.
+    """Shuffled, sharded batches of ``(index, sample seed)`` pairs.
 
     Epoch ``e`` is a permutation drawn from ``(seed, e)``; rank ``r`` of
     ``nranks`` takes every ``nranks``-th batch-sized slice, so ranks see
     disjoint data. Each sample carries its own seed, derived from
-    ``(seed, e, position)``: :class:`SeededDataset` seeds the augmentation RNGs
+    ``(seed, e, position)`` (:func:`paddleseg.utils.dist.derive_seed`):
+    :class:`SeededDataset` seeds the augmentation RNGs
     with it, whatever worker process loads the sample.
 
     Args:
@@ -77,15 +79,10 @@ class ResumableBatchSampler:
         for b in range(offset, per_epoch):
             start = b * span + self.rank * self.batch_size
             batch = order[start:start + self.batch_size]
-            seeds = [sample_seed(self.seed, epoch, b * span + self.rank *
+            seeds = [derive_seed(self.seed, epoch, b * span + self.rank *
                                  self.batch_size + i) for i in range(len(batch))]
             self.position += 1
             yield [(int(i), s) for i, s in zip(batch, seeds)]
-
-
-def sample_seed(seed, epoch, position):
-    """A 32-bit seed for one sample of one epoch."""
-    return int(np.random.default_rng([seed, epoch, position]).integers(2 ** 31))
 
 
 class SeededDataset:

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from paddleseg.core import amp
 from paddleseg.core.infer import predict_class_map
 from paddleseg.errors import ConfigError, DatasetError, SegError
-from paddleseg.utils import logger
+from paddleseg.utils import dist, logger
 from paddleseg.utils.env import init_distributed
 from paddleseg.utils.metrics import confusion_matrix, metrics_from_confusion
 
@@ -291,7 +291,5 @@ def _sum_over_ranks(cm, images, failed, nranks):
     (``failed``: how many ranks could not read their data)."""
     if nranks == 1:
         return cm, images, int(failed)
-    t = paddle.to_tensor(np.append(cm.ravel(), [images, int(failed)]).astype(np.int64))
-    paddle.distributed.all_reduce(t)
-    total = t.numpy()
+    total = dist.sum_over_ranks(np.append(cm.ravel(), [images, int(failed)]))
     return total[:-2].reshape(cm.shape), int(total[-2]), int(total[-1])

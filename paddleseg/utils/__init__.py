@@ -6,7 +6,8 @@ from paddleseg.utils.checkpoint import (LoadResult, find_latest_checkpoint, load
                                         load_state_file, prune_checkpoints, save_checkpoint,
                                         save_safetensors)
 from paddleseg.utils.download import download_file, extract_archive, fetch_pretrained
-from paddleseg.utils.env import get_device, seed_everything, set_cpu_threads
+from paddleseg.utils.dist import device_kind as get_device  # noqa: F401  (the kind of device)
+from paddleseg.utils.env import seed_everything, set_cpu_threads
 
 
 def get_image_list(image_path):

@@ -132,16 +132,18 @@ def _match(model, state, source):
         elif tuple(state[key].shape) != tuple(param.shape):
             mismatched.append((key, tuple(state[key].shape), tuple(param.shape)))
         else:
-            to_load[key] = _as_dtype(state[key], param.dtype)
+            to_load[key] = cast_to(state[key], param.dtype)
     unexpected = [key for key in state if key not in own]
     result = LoadResult(str(source), len(to_load), len(own), missing, unexpected, mismatched)
     return to_load, result
 
 
-def _as_dtype(value, dtype):
-    """Return ``value`` as a paddle tensor of ``dtype``."""
-    tensor = paddle.to_tensor(value) if isinstance(value, np.ndarray) else value
-    return tensor if tensor.dtype == dtype else tensor.astype(dtype)
+def cast_to(value, dtype):
+    """``value`` (Tensor or numpy array, kept so) cast to the paddle ``dtype``."""
+    if isinstance(value, paddle.Tensor):
+        return value if value.dtype == dtype else value.astype(dtype)
+    wanted = str(dtype).split('.')[-1].lower()  # paddle.float16 -> 'float16'
+    return value if str(value.dtype) == wanted else value.astype(wanted)
 
 
 def _set_state(model, to_load):

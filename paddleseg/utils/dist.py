@@ -23,12 +23,23 @@ CPU/gloo and GPU/NCCL alike):
   naming the host, the folder and what to do, instead of some ranks
   training from scratch while others resume.
 
+Cross-rank arithmetic. :func:`max_over_ranks` (the training loop's stop
+flags), :func:`sum_over_ranks` (evaluation's confusion matrix),
+:func:`all_gather_objects` and :func:`broadcast_object` are the only
+collectives the toolkit calls outside paddle's DataParallel; each starts
+the parallel environment first (:func:`init_distributed`).
+
+Seeds. :func:`derive_seed` is the one way a seed is derived from the run's
+seed and a position (an iteration, a sample), so a resumed run draws what
+the uninterrupted run would have.
+
 Every helper is a no-op (or the single-process answer) with one process.
 """
 
 import os
 import socket
 
+import numpy as np
 import paddle
 
 from paddleseg.errors import CheckpointError, ConfigError
@@ -39,6 +50,21 @@ KNOWN_DEVICES = ('cpu', 'gpu', 'xpu')
 
 
 # -- devices -------------------------------------------------------------------
+
+
+def parse_device(device):
+    """``(kind, index)`` of a device string: ``'gpu:1'`` -> ``('gpu', 1)``,
+    ``'cpu'`` -> ``('cpu', None)``; the kind lower case.
+
+    Raises:
+        ConfigError: an index that is not a number (``'gpu:x'``).
+    """
+    kind, _, index = str(device).strip().lower().partition(':')
+    if not index:
+        return kind, None
+    if not index.isdigit():
+        raise ConfigError('--device {}: expected {} or {}:N'.format(device, kind, kind))
+    return kind, int(index)
 
 
 def device_kind(device=None):
@@ -55,7 +81,7 @@ def device_kind(device=None):
     """
     if device is None:
         device = paddle.device.get_device()
-    return str(device).split(':', 1)[0].strip().lower()
+    return parse_device(device)[0]
 
 
 def _custom_device_types():
@@ -114,9 +140,9 @@ def resolve_device(device=None):
         cuda = paddle.is_compiled_with_cuda() and _device_count('gpu') > 0
         return 'gpu' if cuda else 'cpu'
     device = str(device).strip().lower()
-    kind, _, index = device.partition(':')
+    kind, index = parse_device(device)
     if kind == 'cpu':
-        if index:
+        if index is not None:
             raise ConfigError('--device {}: the CPU takes no index; use --device cpu'
                               .format(device))
         return 'cpu'
@@ -139,12 +165,9 @@ def resolve_device(device=None):
         raise ConfigError('--device {}: {} supports {} but sees no {} device (check the '
                           'driver and {}), or use --device cpu'.format(
                               device, _build_name(), kind, kind, _visible_var(kind)))
-    if index:
-        if not index.isdigit():
-            raise ConfigError('--device {}: expected {} or {}:N'.format(device, kind, kind))
-        if int(index) >= count:
-            raise ConfigError('--device {}: only {} {} device(s) visible (indices 0-{})'
-                              .format(device, count, kind, count - 1))
+    if index is not None and index >= count:
+        raise ConfigError('--device {}: only {} {} device(s) visible (indices 0-{})'
+                          .format(device, count, kind, count - 1))
     return device
 
 
@@ -167,10 +190,17 @@ def rank():
     return paddle.distributed.get_rank()
 
 
-def _ensure_parallel_env():
-    """Start paddle's collective runtime if the job has several processes."""
-    if world_size() > 1 and not paddle.distributed.is_initialized():
+def init_distributed():
+    """Start paddle's collective runtime when launched on several processes
+    (once; later calls do nothing).
+
+    Returns:
+        tuple(int, int): ``(rank, world_size)``; ``(0, 1)`` for a single process.
+    """
+    world = world_size()
+    if world > 1 and not paddle.distributed.is_initialized():
         paddle.distributed.init_parallel_env()
+    return rank(), world
 
 
 def broadcast_object(obj, src=0):
@@ -178,7 +208,7 @@ def broadcast_object(obj, src=0):
     one process). Every rank must call it (a collective)."""
     if world_size() == 1:
         return obj
-    _ensure_parallel_env()
+    init_distributed()
     box = [obj]
     paddle.distributed.broadcast_object_list(box, src=src)
     return box[0]
@@ -189,10 +219,44 @@ def all_gather_objects(obj):
     process). Every rank must call it (a collective)."""
     if world_size() == 1:
         return [obj]
-    _ensure_parallel_env()
+    init_distributed()
     gathered = []
     paddle.distributed.all_gather_object(gathered, obj)
     return gathered
+
+
+def max_over_ranks(values):
+    """Each of ``values`` (non-negative ints or bools) maxed over the ranks,
+    as a list of ints, in one all-reduce; a single process keeps its own.
+    Every rank must call it (a collective)."""
+    values = [int(v) for v in values]
+    if world_size() == 1:
+        return values
+    init_distributed()
+    t = paddle.to_tensor(values, dtype='int32')
+    paddle.distributed.all_reduce(t, op=paddle.distributed.ReduceOp.MAX)
+    return [int(v) for v in t.numpy().tolist()]
+
+
+def sum_over_ranks(array):
+    """The integer ``array`` (any shape) summed over the ranks, as an int64
+    numpy array of its shape, in one all-reduce; a single process gets its
+    own. Every rank must call it (a collective)."""
+    array = np.asarray(array, dtype=np.int64)
+    if world_size() == 1:
+        return array
+    init_distributed()
+    t = paddle.to_tensor(array.ravel())
+    paddle.distributed.all_reduce(t)
+    return t.numpy().reshape(array.shape)
+
+
+def derive_seed(seed, *position):
+    """A seed in ``[0, 2**31)`` drawn from ``(seed, *position)`` (ints), the
+    same in every process: e.g. ``(seed, iteration, rank, 7)`` for paddle's
+    generator at a training step, ``(seed, epoch, index)`` for a sample's
+    augmentation (:mod:`paddleseg.core.sampler`)."""
+    return int(np.random.default_rng([seed, *position]).integers(2 ** 31))
 
 
 def shared_seed(seed=None):
@@ -207,7 +271,6 @@ def shared_seed(seed=None):
     """
     if seed is not None:
         return int(seed)
-    import numpy as np
     fresh = int(np.random.SeedSequence().entropy % (2 ** 31))
     return int(broadcast_object(fresh if rank() == 0 else None))
 

@@ -1,5 +1,7 @@
-"""Run-time environment: device, CPU threads, random seeds, and the CPU
-tuning that entry scripts ask for (:func:`tune_process`)."""
+"""Run-time environment: CPU threads, random seeds, and the CPU tuning that
+entry scripts ask for (:func:`tune_process`). The device's kind and the
+distributed start are :mod:`paddleseg.utils.dist`'s (``init_distributed``
+is importable from here too, its earlier home)."""
 
 import ctypes
 import os
@@ -10,20 +12,13 @@ import numpy as np
 import paddle
 
 from paddleseg.errors import ConfigError
-from paddleseg.utils.dist import device_kind
+from paddleseg.utils.dist import device_kind, init_distributed  # noqa: F401
 from paddleseg.mkl_dispatch import set_mkl_code_path
 
 THREADS_ENV = 'SEG_CPU_THREADS'
 MMAP_ENV = 'SEG_MMAP_THRESHOLD'
 # glibc mallopt parameters (malloc.h)
 _M_MMAP_THRESHOLD = -3
-
-
-def get_device():
-    """The kind of paddle's current device: ``'cpu'``, ``'gpu'``, ``'xpu'``
-    or a custom device type such as ``'npu'`` (an XPU is not a CPU here;
-    :func:`paddleseg.utils.dist.device_kind`)."""
-    return device_kind()
 
 
 def usable_cpu_count():
@@ -68,7 +63,7 @@ def set_cpu_threads(n=None):
     if n is None:
         n = _threads_from_env()
     if n is None:
-        if get_device() != 'cpu':
+        if device_kind() != 'cpu':
             return None
         # processes launched side by side on one machine share its cores
         local = int(os.environ.get('PADDLE_LOCAL_SIZE', '1') or 1)
@@ -207,7 +202,7 @@ def tune_process(training, environ=None, cpuinfo='/proc/cpuinfo'):
     done = {'mkl_cpu_type': set_mkl_code_path(environ, cpuinfo),
             'kmp_blocktime_0': False, 'mmap_threshold': 0}
     if training:
-        if get_device() == 'cpu':
+        if device_kind() == 'cpu':
             done['mmap_threshold'] = tune_host_allocator(environ=environ)
         environ.setdefault('KMP_BLOCKTIME', '0')
         done['kmp_blocktime_0'] = idle_threads_sleep(environ)
@@ -219,15 +214,3 @@ def seed_everything(seed):
     random.seed(seed)
     np.random.seed(seed)
     paddle.seed(seed)
-
-
-def init_distributed():
-    """Start paddle's collective runtime when launched on several processes.
-
-    Returns:
-        tuple(int, int): ``(rank, world_size)``; ``(0, 1)`` for a single process.
-    """
-    world = paddle.distributed.get_world_size()
-    if world > 1 and not paddle.distributed.is_initialized():
-        paddle.distributed.init_parallel_env()
-    return paddle.distributed.get_rank(), world
