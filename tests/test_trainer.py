@@ -16,7 +16,9 @@ from paddleseg.core import hooks as hooks_mod
 from paddleseg.core import train
 from paddleseg.core.stop import StallWatchdog, StopSignals
 from paddleseg.core.options import TrainOptions
-from paddleseg.core.trainer import Trainer, _resolve_resume
+from paddleseg.core.state import TrainState
+from paddleseg.core.trainer import Trainer
+from paddleseg.utils.dist import resolve_resume as _resolve_resume
 from paddleseg.errors import ConfigError
 from paddleseg.models.losses import CrossEntropyLoss
 
@@ -76,7 +78,7 @@ def test_train_has_paddleseg_28s_signature_then_ours_keyword_only():
              'use_vdl', 'use_ema', 'losses', 'keep_checkpoint_max', 'test_config',
              'precision', 'amp_level', 'profiler_options', 'to_static_training']
     ours = ['do_eval', 'seed', 'nan_policy', 'eval_kwargs', 'eval_interval',
-            'stall_timeout', 'watchdog']
+            'stall_timeout', 'watchdog', 'hooks', 'lr_scheduler']
     params = inspect.signature(train).parameters
     assert list(params) == names + ours
     assert [params[n].default for n in ('iters', 'batch_size', 'save_dir')] == [
@@ -169,10 +171,10 @@ def test_evaluation_during_training_uses_the_runs_precision_and_few_workers(
     hook.trainer = SimpleNamespace(
         opts=TrainOptions(iters=4, batch_size=1, eval_interval=2, num_workers=workers,
                           amp_level='O2', eval_kwargs={'is_slide': False}),
-        precision='fp16', it=2, rank=1, nranks=1, signals=StopSignals(),
-        net=model, model=model)
+        precision='fp16', net=model, model=model,
+        state=TrainState(iteration=2, rank=1, nranks=1, signals=StopSignals()))
     hook.after_step()
-    hook.trainer.it = 3  # not due
+    hook.state.iteration = 3  # not due
     hook.after_step()
     assert len(seen) == 1
     kwargs = seen[0]
@@ -195,3 +197,120 @@ def test_stall_watchdog_calls_back_once_per_stall():
     with idle.guard('iter 3'):
         pass
     assert idle._thread is None
+
+
+# -- hooks with state, the checkpointer, the lr scheduler ------------------------
+class Counter(hooks_mod.HookBase):
+    """A hook with a state of its own, kept in the checkpoints' meta."""
+
+    def __init__(self):
+        self.calls, self.loaded = 0, None
+
+    def after_step(self):
+        self.calls += 1
+
+    def state_dict(self):
+        return {'counter_calls': self.calls}
+
+    def load_state_dict(self, meta):
+        self.loaded = meta.get('counter_calls')
+        self.calls = self.loaded or 0
+
+
+def test_core_train_adds_hooks_to_the_defaults_and_a_hooks_state_is_resumed(tmp_path):
+    from paddleseg.utils.checkpoint import read_meta
+    model, optimizer, losses = _parts()
+    counter = Counter()
+    train(model, TinyData(), losses=losses, optimizer=optimizer, iters=2, batch_size=2,
+          save_dir=str(tmp_path), save_interval=2, seed=1, hooks=[counter])
+    assert counter.calls == 2
+    meta = read_meta(str(tmp_path / 'iter_2'))  # the default checkpoint hook still ran
+    # the layout of meta.json is the earlier one, plus the hook's key
+    assert sorted(meta) == ['batch_size', 'best', 'counter_calls', 'files', 'iter', 'iters',
+                            'nranks', 'optimizer_params', 'seed']
+    assert meta['counter_calls'] == 2 and meta['best'] == {'miou': -1.0, 'iter': -1}
+    again = Counter()
+    model, optimizer, losses = _parts()
+    opts = TrainOptions(iters=3, batch_size=2, save_dir=str(tmp_path), resume_model='auto')
+    trainer = Trainer(model, TinyData(), losses, optimizer, opts,
+                      hooks=hooks_mod.default_hooks(opts, extra=[again]))
+    assert again.loaded == 2 and trainer.state.start_iter == 2
+    trainer.run()
+    assert again.calls == 3 and read_meta(str(tmp_path / 'iter_3'))['counter_calls'] == 3
+
+
+def test_a_hook_state_may_not_overwrite_the_checkpoints_own_keys(tmp_path):
+    class Bad(hooks_mod.HookBase):
+        def state_dict(self):
+            return {'iter': 0}
+    model, optimizer, losses = _parts()
+    with pytest.raises(ValueError, match="Bad.state_dict\\(\\) uses the checkpoint meta "
+                                         "key\\(s\\) iter"):
+        train(model, TinyData(), losses=losses, optimizer=optimizer, iters=1, batch_size=2,
+              save_dir=str(tmp_path), save_interval=1, seed=1, hooks=[Bad()])
+
+
+def test_the_best_model_hook_saves_best_model_and_gets_its_best_back_on_resume(tmp_path):
+    from paddleseg.utils.checkpoint import read_meta
+    model, optimizer, losses = _parts()
+    best = train(model, TinyData(), val_dataset=TinyData(2), losses=losses,
+                 optimizer=optimizer, iters=2, batch_size=2, save_dir=str(tmp_path),
+                 save_interval=2, seed=1)
+    assert best['iter'] == 2 and best['miou'] >= 0
+    assert read_meta(str(tmp_path / 'best_model')) == {
+        'iter': 2, 'miou': best['miou'], 'files': ['model.pdparams']}
+    assert read_meta(str(tmp_path / 'iter_2'))['best'] == best
+    model, optimizer, losses = _parts()
+    opts = TrainOptions(iters=3, batch_size=2, save_dir=str(tmp_path), resume_model='auto',
+                        do_eval=True, eval_interval=100)
+    trainer = Trainer(model, TinyData(), losses, optimizer, opts, val_dataset=TinyData(2))
+    assert trainer.state.best == best
+    best_hook = [h for h in trainer.hooks if isinstance(h, hooks_mod.BestModelHook)]
+    assert [h.best for h in best_hook] == [best]
+
+
+def test_the_lr_scheduler_passed_is_the_one_stepped(tmp_path):
+    model, optimizer, losses = _parts()  # SGD with a constant learning rate
+    scheduler = paddle.optimizer.lr.StepDecay(0.1, step_size=1)
+    train(model, TinyData(), losses=losses, optimizer=optimizer, iters=3, batch_size=2,
+          save_dir=str(tmp_path), save_interval=3, seed=1, lr_scheduler=scheduler)
+    assert scheduler.last_epoch == 3
+    model = TinySeg()
+    built_with = paddle.optimizer.lr.StepDecay(0.1, step_size=1)
+    optimizer = paddle.optimizer.SGD(learning_rate=built_with, parameters=model.parameters())
+    train(model, TinyData(), losses=losses, optimizer=optimizer, iters=2, batch_size=2,
+          save_dir=str(tmp_path / 'b'), save_interval=2, seed=1)
+    assert built_with.last_epoch == 2  # found from the optimizer without lr_scheduler=
+
+
+def test_positive_int_options_refuse_bools():
+    for name in ('save_interval', 'log_iters', 'keep_checkpoint_max', 'eval_interval'):
+        with pytest.raises(ConfigError, match='--{} must be a positive integer, got True'
+                           .format(name)):
+            TrainOptions(iters=1, batch_size=1, **{name: True})
+
+
+def test_state_fresh_is_what_was_published_at_this_iteration():
+    state = TrainState(iteration=3)
+    assert state.fresh('eval') is None
+    state.publish('eval', {'miou': 0.5})
+    assert state.fresh('eval') == {'miou': 0.5, 'iter': 3}
+    state.iteration = 4
+    assert state.fresh('eval') is None and state.storage['eval']['iter'] == 3
+
+
+def test_the_trainer_saves_on_interrupt_through_its_checkpointer(tmp_path):
+    """No checkpoint hook among the hooks: a stop signal still saves."""
+    import signal
+
+    class Stop(hooks_mod.HookBase):
+        def after_step(self):
+            if self.state.iteration == 2:
+                self.state.signals.signum = signal.SIGTERM
+    model, optimizer, losses = _parts()
+    opts = TrainOptions(iters=5, batch_size=2, save_dir=str(tmp_path), seed=1)
+    with pytest.raises(train.__globals__['TrainingInterrupted']) as info:
+        Trainer(model, TinyData(), losses, optimizer, opts, hooks=[Stop()]).run()
+    assert info.value.iteration == 2
+    assert info.value.checkpoint == str(tmp_path / 'iter_2')
+    assert os.listdir(tmp_path) == ['iter_2']

@@ -1,10 +1,27 @@
 """What the training loop does around its steps, one hook per concern.
 
-A hook sees the :class:`~paddleseg.core.trainer.Trainer` as ``self.trainer``
-and may act before and after the run and each step. The trainer runs them
-in the order :func:`default_hooks` gives: the NaN policy first (it may stop
-the run before anything is logged or saved), then logging, evaluation (with
-``best_model``), and the periodic checkpoint.
+The contract. A hook subclasses :class:`HookBase` and overrides what it
+needs of ``before_train``, ``before_step``, ``after_step`` and
+``after_train`` (this one runs however the run ends). The
+:class:`~paddleseg.core.trainer.Trainer` running it sets ``hook.trainer``,
+through which the hook reaches the run's objects (``net``, the model;
+``model``, the same or its DataParallel wrapper; ``optimizer``,
+``lr_scheduler``, ``precision``, ``opts``, a
+:class:`~paddleseg.core.trainer.TrainOptions`; ``checkpointer``); what
+changes while training runs (the iteration, the step's outputs, the best
+result, the stop signal) and what hooks tell each other is in
+``hook.state``, a :class:`~paddleseg.core.state.TrainState`. A hook with a
+state of its own that must survive a resume defines ``state_dict()`` (a
+dict of JSON values, stored in the checkpoint's ``meta.json``) and
+``load_state_dict(meta)`` (see :class:`~paddleseg.core.checkpointer.Checkpointer`).
+
+The trainer runs :class:`NanPolicyHook` (the whole NaN policy) first, then
+the hooks it is given, in order; :func:`default_hooks` gives logging
+(:class:`LogHook`), evaluation (:class:`EvalHook`, which publishes its
+result as ``state.storage['eval']``), ``best_model``
+(:class:`BestModelHook`), VisualDL (:class:`VisualDLHook`) and the periodic
+checkpoint (:class:`CheckpointHook`). ``paddleseg.core.train(hooks=[...])``
+adds hooks after those, before the checkpoint (docs/training_hooks.md).
 """
 
 import os
@@ -17,12 +34,10 @@ import paddle
 
 from paddleseg.core import amp
 from paddleseg.core.infer import inference
-from paddleseg.core.optim_state import optimizer_state, param_names
 from paddleseg.core.stop import EvalAborted
 from paddleseg.core.val import evaluate_details
 from paddleseg.errors import SegError
-from paddleseg.utils import logger
-from paddleseg.utils.checkpoint import find_latest_checkpoint, prune_checkpoints, save_checkpoint
+from paddleseg.utils import dist, logger
 from paddleseg.utils.visualize import get_palette, overlay
 
 MAX_SKIPPED_STEPS = 10
@@ -38,10 +53,15 @@ class NonFiniteLossError(SegError):
 
 
 class HookBase:
-    """Does nothing; subclasses override what they need. ``trainer`` is set
-    by the trainer that runs the hook."""
+    """Does nothing; subclasses override what they need (see the module doc).
+    ``trainer`` is set by the trainer that runs the hook."""
 
     trainer = None
+
+    @property
+    def state(self):
+        """The run's :class:`~paddleseg.core.state.TrainState`."""
+        return self.trainer.state
 
     def before_train(self):
         pass
@@ -61,34 +81,62 @@ def due(it, period, iters):
     return it % period == 0 or it == iters
 
 
-class NanPolicy(HookBase):
-    """After a step whose loss was not finite (on any rank), which the trainer
-    did not apply: ``'stop'`` raises :class:`NonFiniteLossError` naming the
-    last checkpoint; ``'skip'`` logs it and goes on, up to
-    :data:`MAX_SKIPPED_STEPS` in a row."""
+def _forward_state(model):
+    """``(tensor, copy)`` of what a training forward pass changes: the
+    non-trainable parameters (BatchNorm's statistics) and the buffers."""
+    tensors = [p for p in model.parameters() if not p.trainable] + list(model.buffers())
+    return [(t, t.clone()) for t in tensors]
+
+
+class NanPolicyHook(HookBase):
+    """The whole policy for a non-finite loss (NaN or inf, on any rank).
+
+    The trainer's step asks it: :meth:`before_forward` keeps, with
+    ``'skip'``, what the forward pass changes (BatchNorm's statistics);
+    :meth:`judge` tells, the same on every rank, whether the step must not
+    be applied, and then puts that back. After the step it decides what
+    follows: ``'stop'`` raises :class:`NonFiniteLossError` naming the last
+    checkpoint; ``'skip'`` logs it and goes on, up to
+    :data:`MAX_SKIPPED_STEPS` in a row.
+    """
 
     def __init__(self, policy):
         self.policy = policy
         self.in_a_row = 0
+        self._kept = None
+
+    def before_forward(self, net):
+        self._kept = _forward_state(net) if self.policy == 'skip' else None
+
+    def judge(self, terms):
+        """``(skipped, finite_here)`` for the loss ``terms`` (floats) of this
+        rank; a skipped step leaves no trace (a collective: every rank calls it)."""
+        finite = bool(np.isfinite(terms).all())
+        skipped = bool(dist.max_over_ranks([not finite])[0])
+        if skipped:
+            for tensor, value in self._kept or ():
+                tensor.set_value(value)
+        self._kept = None
+        return skipped, finite
 
     def after_step(self):
-        t = self.trainer
-        step = t.step_info
+        state = self.state
+        step = state.step_info
         if not step['skipped']:
             self.in_a_row = 0
             return
         terms = ', '.join('{:.4g}'.format(v) for v in step['terms'])
-        message = 'non-finite loss at iter {}: terms {}'.format(t.it, terms)
+        message = 'non-finite loss at iter {}: terms {}'.format(state.iteration, terms)
         if step['finite_here']:
             message = 'non-finite loss at iter {} on another process (here: terms {})'.format(
-                t.it, terms)
+                state.iteration, terms)
         self.in_a_row += 1
         if self.policy == 'skip' and self.in_a_row < MAX_SKIPPED_STEPS:
             logger.warning(message + '; step skipped (--nan_policy skip)')
             return
         if self.policy == 'skip':
             message += '; {} in a row'.format(self.in_a_row)
-        last = find_latest_checkpoint(t.opts.save_dir)
+        last = self.trainer.checkpointer.latest()
         raise NonFiniteLossError(message + '; stopped. Last good checkpoint: {}'
                                  .format(last or 'none'))
 
@@ -118,40 +166,36 @@ def _format_eta(seconds):
 
 
 class LogHook(HookBase):
-    """The ``[TRAIN]`` line every ``log_iters`` (rank 0) and VisualDL's scalars."""
+    """The ``[TRAIN]`` line every ``log_iters`` (rank 0); publishes what it
+    shows as ``state.storage['train_log']`` (``loss``, ``terms``, ``lr``,
+    ``batch_cost``, ``reader_cost``, ``ips``)."""
 
     def before_train(self):
         self.meter = _Meter(self.trainer.opts.log_iters)
 
     def after_step(self):
-        t = self.trainer
-        step = t.step_info
+        opts, state = self.trainer.opts, self.state
+        step = state.step_info
         self.meter.update(step['terms'], step['reader_cost'], step['batch_cost'],
                           step['samples'])
-        if t.rank != 0 or not due(t.it, t.opts.log_iters, t.opts.iters):
+        if state.rank != 0 or not due(state.iteration, opts.log_iters, opts.iters):
             return
-        avg = self.meter.averages()
-        lr = t.optimizer.get_lr()
+        avg = dict(self.meter.averages(), lr=self.trainer.optimizer.get_lr())
         logger.info(
             '[TRAIN] iter: {}/{}, loss: {:.4f} ({}), lr: {:.6f}, batch_cost: '
             '{:.4f}, reader_cost: {:.5f}, ips: {:.4f} samples/sec | ETA {}'.format(
-                t.it, t.opts.iters, avg['loss'],
-                ', '.join('{:.4f}'.format(v) for v in avg['terms']), lr,
+                state.iteration, opts.iters, avg['loss'],
+                ', '.join('{:.4f}'.format(v) for v in avg['terms']), avg['lr'],
                 avg['batch_cost'], avg['reader_cost'], avg['ips'],
-                _format_eta((t.opts.iters - t.it) * avg['batch_cost'])))
-        if t.vdl is not None:
-            t.vdl.add_scalar('Train/loss', avg['loss'], t.it)
-            for i, value in enumerate(avg['terms']):
-                t.vdl.add_scalar('Train/loss_{}'.format(i), value, t.it)
-            t.vdl.add_scalar('Train/lr', lr, t.it)
-            t.vdl.add_scalar('Train/batch_cost', avg['batch_cost'], t.it)
-            t.vdl.add_scalar('Train/reader_cost', avg['reader_cost'], t.it)
+                _format_eta((opts.iters - state.iteration) * avg['batch_cost'])))
+        state.publish('train_log', avg)
 
 
 class EvalHook(HookBase):
     """Evaluate every ``eval_interval`` iterations (and at the last) in the
-    run's precision; rank 0 keeps ``best_model`` by mIoU and sends the
-    metrics and a few predictions to VisualDL.
+    run's precision, on every rank; publish the metrics
+    (:func:`paddleseg.core.evaluate_details`' result) as
+    ``state.storage['eval']``.
 
     A stop signal during the evaluation of a single process abandons it
     (between two images); several processes finish it together.
@@ -161,59 +205,119 @@ class EvalHook(HookBase):
         self.val_dataset = val_dataset
 
     def after_step(self):
-        t = self.trainer
-        if not due(t.it, t.opts.eval_interval, t.opts.iters):
+        t, state = self.trainer, self.state
+        if not due(state.iteration, t.opts.eval_interval, t.opts.iters):
             return
         result = self._evaluate()
         t.model.train()
-        if result is not None and t.rank == 0:
-            self._record(result)
+        if result is not None:
+            state.publish('eval', result)
 
     def _evaluate(self):
-        t = self.trainer
-        single = t.nranks == 1
+        t, state = self.trainer, self.state
+        single, signals = state.nranks == 1, state.signals
         kwargs = dict(t.opts.eval_kwargs, precision=t.precision, amp_level=t.opts.amp_level)
         try:
             if single:
-                t.signals.check()
+                signals.check()
             return evaluate_details(t.net, self.val_dataset,
                                     num_workers=min(t.opts.num_workers, EVAL_WORKERS),
-                                    on_prediction=t.signals.check if single else None,
+                                    on_prediction=signals.check if single else None,
                                     **kwargs)
         except Exception as exc:
             # a signal to the whole process group also ends the evaluation's
             # DataLoader workers, which paddle reports by raising here
-            if t.signals.signum is None:
+            if signals.signum is None:
                 raise
             if not isinstance(exc, EvalAborted):
                 logger.warning('Evaluation at iter {} failed after {}: {}'.format(
-                    t.it, signal.Signals(t.signals.signum).name,
+                    state.iteration, signal.Signals(signals.signum).name,
                     str(exc).strip().splitlines()[0]))
-            logger.warning('Evaluation at iter {} abandoned: stopping'.format(t.it))
+            logger.warning('Evaluation at iter {} abandoned: stopping'.format(state.iteration))
         return None
 
-    def _record(self, result):
-        t = self.trainer
-        if result['miou'] > t.best['miou']:
-            t.best = {'miou': result['miou'], 'iter': t.it}
-            save_checkpoint({'model.pdparams': t.net.state_dict()},
-                            os.path.join(t.opts.save_dir, 'best_model'),
-                            meta={'iter': t.it, 'miou': result['miou']})
-        logger.info('[EVAL] The model with the best validation mIoU ({:.4f}) '
-                    'was saved at iter {}.'.format(t.best['miou'], t.best['iter']))
-        if t.vdl is not None:
-            t.vdl.add_scalar('Evaluate/mIoU', result['miou'], t.it)
-            t.vdl.add_scalar('Evaluate/Acc', result['acc'], t.it)
-            t.vdl.add_scalar('Evaluate/Kappa', result['kappa'], t.it)
-            self._vdl_predictions()
 
-    def _vdl_predictions(self, count=3):
-        """Overlays of the first ``count`` val predictions, as VisualDL images."""
+class BestModelHook(HookBase):
+    """Keeps ``save_dir/best_model`` (rank 0): the weights of the best mIoU
+    that :class:`EvalHook` published, and logs the best so far after each
+    evaluation. Its state (``best``: ``{'miou', 'iter'}``, also
+    ``state.best``) is saved in the checkpoints' ``meta.json``."""
+
+    def __init__(self):
+        self.best = {'miou': -1.0, 'iter': -1}
+
+    def state_dict(self):
+        return {'best': dict(self.best)}
+
+    def load_state_dict(self, meta):
+        self.best = dict(meta.get('best', self.best))
+        self.state.best = self.best
+
+    def after_step(self):
+        state = self.state
+        result = state.fresh('eval')
+        if result is None:
+            return
+        if result['miou'] > self.best['miou']:
+            self.best = {'miou': result['miou'], 'iter': state.iteration}
+            if state.rank == 0:
+                self.trainer.checkpointer.save_weights(
+                    'best_model', meta={'iter': state.iteration, 'miou': result['miou']})
+        state.best = self.best
+        if state.rank == 0:
+            logger.info('[EVAL] The model with the best validation mIoU ({:.4f}) '
+                        'was saved at iter {}.'.format(self.best['miou'], self.best['iter']))
+
+
+class VisualDLHook(HookBase):
+    """With ``use_vdl``, rank 0 writes to ``save_dir/vdl``: the scalars of
+    each ``[TRAIN]`` line (``Train/loss``, ``Train/loss_<i>``, ``Train/lr``,
+    ``Train/batch_cost``, ``Train/reader_cost``, from
+    ``state.storage['train_log']``), those of each evaluation
+    (``Evaluate/mIoU``, ``Evaluate/Acc``, ``Evaluate/Kappa``, from
+    ``state.storage['eval']``) and overlays of the first ``count`` val
+    predictions (``Evaluate/prediction_<i>``)."""
+
+    def __init__(self, val_dataset=None, count=3):
+        self.val_dataset, self.count = val_dataset, count
+        self.writer = None
+
+    def before_train(self):
         t = self.trainer
+        if t.opts.use_vdl and self.state.rank == 0:
+            from visualdl import LogWriter
+            self.writer = LogWriter(os.path.join(t.opts.save_dir, 'vdl'))
+
+    def after_train(self):
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+    def after_step(self):
+        if self.writer is None:
+            return
+        it, log = self.state.iteration, self.state.fresh('train_log')
+        if log is not None:
+            self.writer.add_scalar('Train/loss', log['loss'], it)
+            for i, value in enumerate(log['terms']):
+                self.writer.add_scalar('Train/loss_{}'.format(i), value, it)
+            for name in ('lr', 'batch_cost', 'reader_cost'):
+                self.writer.add_scalar('Train/' + name, log[name], it)
+        result = self.state.fresh('eval')
+        if result is not None:
+            self.writer.add_scalar('Evaluate/mIoU', result['miou'], it)
+            self.writer.add_scalar('Evaluate/Acc', result['acc'], it)
+            self.writer.add_scalar('Evaluate/Kappa', result['kappa'], it)
+            if self.val_dataset is not None:
+                self._predictions()
+
+    def _predictions(self):
+        """Overlays of the first ``count`` val predictions, as VisualDL images."""
+        t, it = self.trainer, self.state.iteration
         palette = get_palette(self.val_dataset.num_classes)
         t.net.eval()
         with paddle.no_grad():
-            for i in range(min(count, len(self.val_dataset))):
+            for i in range(min(self.count, len(self.val_dataset))):
                 item = self.val_dataset[i]
                 with amp.autocast(t.precision, t.opts.amp_level):
                     logits = inference(t.net, paddle.to_tensor(item['img'][None]),
@@ -222,55 +326,29 @@ class EvalHook(HookBase):
                 image = cv2.imread(item['img_path'], cv2.IMREAD_COLOR)
                 if image is None or image.shape[:2] != pred.shape:
                     continue
-                t.vdl.add_image('Evaluate/prediction_{}'.format(i),
-                                overlay(image, pred, palette)[:, :, ::-1], t.it)
+                self.writer.add_image('Evaluate/prediction_{}'.format(i),
+                                      overlay(image, pred, palette)[:, :, ::-1], it)
         t.model.train()
 
 
 class CheckpointHook(HookBase):
-    """``iter_<N>`` every ``save_interval`` iterations (and at the last), on
-    rank 0, keeping ``keep_checkpoint_max``; :meth:`save_now` for the loop's
-    early stops."""
+    """``iter_<N>`` every ``save_interval`` iterations (and at the last),
+    through the trainer's :class:`~paddleseg.core.checkpointer.Checkpointer`."""
 
     def after_step(self):
-        t = self.trainer
-        if due(t.it, t.opts.save_interval, t.opts.iters):
-            self.save_now(t.it)
-
-    def save_now(self, it):
-        """Save ``iter_<it>`` (rank 0) unless it is already on disk; return
-        the checkpoint holding iteration ``it`` (None on other ranks)."""
-        t = self.trainer
-        if t.rank != 0:
-            return None
-        if t.last_saved[0] != it:
-            path = os.path.join(t.opts.save_dir, 'iter_{}'.format(it))
-            save_checkpoint(self.states(), path, meta=self.meta(it))
-            prune_checkpoints(t.opts.save_dir, t.opts.keep_checkpoint_max)
-            t.last_saved = (it, path)
-            logger.info('Saved {}'.format(path))
-        return t.last_saved[1]
-
-    def states(self):
-        t = self.trainer
-        states = {'model.pdparams': t.net.state_dict(),
-                  'model.pdopt': optimizer_state(t.optimizer, t.net)}
-        if t.use_fp16:
-            states['scaler.pdstate'] = amp.scaler_state(t.scaler)
-        return states
-
-    def meta(self, it):
-        t = self.trainer
-        # model.pdopt is keyed by canonical names (PaddleSeg reads it); the
-        # structured name of each makes our resume exact in any process
-        return {'iter': it, 'seed': t.seed, 'best': t.best, 'iters': t.opts.iters,
-                'batch_size': t.opts.batch_size, 'nranks': t.nranks,
-                'optimizer_params': param_names(t.net)}
+        t, it = self.trainer, self.state.iteration
+        if due(it, t.opts.save_interval, t.opts.iters):
+            t.checkpointer.save(it)
 
 
-def default_hooks(opts, val_dataset=None):
-    """The hooks of a run with these :class:`~paddleseg.core.trainer.TrainOptions`."""
-    hooks = [NanPolicy(opts.nan_policy), LogHook()]
-    if opts.do_eval and val_dataset is not None:
+def default_hooks(opts, val_dataset=None, extra=()):
+    """The hooks of a run with these :class:`~paddleseg.core.trainer.TrainOptions`
+    (besides :class:`NanPolicyHook`, which the trainer always runs first),
+    with the hooks ``extra`` before the periodic checkpoint (so that it holds
+    their state after the step)."""
+    evaluating = opts.do_eval and val_dataset is not None
+    hooks = [LogHook()]
+    if evaluating:
         hooks.append(EvalHook(val_dataset))
-    return hooks + [CheckpointHook()]
+    return hooks + [BestModelHook(), VisualDLHook(val_dataset if evaluating else None),
+                    *extra, CheckpointHook()]

@@ -31,10 +31,6 @@ import paddle
 
 from paddleseg.errors import CheckpointError
 
-STRUCTURED = '@structured_param_names'
-"""Marks an optimizer state keyed by structured names (our checkpoints
-before canonical names; still read)."""
-
 LR_KEY, MASTER_KEY = 'LR_Scheduler', 'master_weights'
 # paddle's default parameter name: <layer type>_<index>.<w|b>_<index>
 _PARAM = re.compile(r'(?P<scope>.+)_(?P<layer>\d+)\.(?P<kind>[wb]_\d+)')
@@ -42,6 +38,19 @@ _PARAM = re.compile(r'(?P<scope>.+)_(?P<layer>\d+)\.(?P<kind>[wb]_\d+)')
 _ACCUMULATOR = re.compile(r'(?P<param>.*\.[wb]_\d+)_(?P<acc>[A-Za-z][A-Za-z0-9_]*?)_(?P<idx>\d+)')
 # PaddleSeg builds BatchNorm as SyncBatchNorm when it trains on several GPUs
 _SCOPE_ALIASES = {'batch_norm2d': 'sync_batch_norm'}
+
+
+def lr_scheduler_of(optimizer):
+    """The ``paddle.optimizer.lr.LRScheduler`` that ``optimizer`` was built
+    with, or None (a constant learning rate).
+
+    Paddle has no public getter for it; this is the one place that reads
+    the optimizer's private ``_learning_rate``, for callers that got only the
+    optimizer (PaddleSeg's ``core.train`` signature). Who has the scheduler
+    passes it (``Trainer(lr_scheduler=...)``).
+    """
+    lr = getattr(optimizer, '_learning_rate', None)
+    return lr if isinstance(lr, paddle.optimizer.lr.LRScheduler) else None
 
 
 def canonical_names(model):
@@ -115,7 +124,7 @@ def optimizer_state(optimizer, model):
     for key, value in state.items():
         if key == LR_KEY:
             out[key] = dict(value)
-            warmup = getattr(optimizer._learning_rate, 'warmup_iters', 0)
+            warmup = getattr(lr_scheduler_of(optimizer), 'warmup_iters', 0)
             if warmup:
                 out[key]['LinearWarmup_LR'] = {
                     'last_epoch': max(int(value['last_epoch']) - warmup, 0),
@@ -179,7 +188,7 @@ def _fit_scheduler_state(value, optimizer):
     optimizer's scheduler is a ``LinearWarmup`` (paddle warns about entries
     it does not read)."""
     if (isinstance(value, dict) and 'LinearWarmup_LR' in value
-            and type(optimizer._learning_rate).__name__ != 'LinearWarmup'):
+            and type(lr_scheduler_of(optimizer)).__name__ != 'LinearWarmup'):
         value = {k: v for k, v in value.items() if k != 'LinearWarmup_LR'}
     return value
 
@@ -310,7 +319,7 @@ def load_optimizer_state(optimizer, model, state, names=None, source='model.pdop
 
     Args:
         state (dict): A ``model.pdopt``: ours (canonical names, with
-            ``names``; or structured names, marked :data:`STRUCTURED`) or
+            ``names``) or
             PaddleSeg's (paddle's names of the process that saved it,
             matched by :func:`match_by_order`).
         names (dict, optional): ``{canonical name: structured name}`` saved
@@ -322,9 +331,7 @@ def load_optimizer_state(optimizer, model, state, names=None, source='model.pdop
     """
     state = dict(state)
     params = dict(model.named_parameters())
-    if state.pop(STRUCTURED, False):
-        mapping = params
-    elif names is not None:
+    if names is not None:
         missing = sorted(set(names.values()) - set(params))
         if missing:
             raise CheckpointError('{}: saved for parameters the model does not have: {}'

@@ -4,7 +4,8 @@ It runs on one device or, under ``python -m paddle.distributed.launch``, on
 several: the model is wrapped in ``paddle.DataParallel``, BatchNorm becomes
 ``SyncBatchNorm`` on GPUs, each rank reads its own shard, and only rank 0
 logs and writes checkpoints. The loop is :class:`paddleseg.core.trainer.Trainer`,
-what happens around its steps :mod:`paddleseg.core.hooks`.
+what happens around its steps :mod:`paddleseg.core.hooks` (``hooks=`` adds
+yours: docs/training_hooks.md).
 
 It leaves the calling process as it found it: the SIGINT/SIGTERM (and
 SIGCHLD) handlers and ``threading.excepthook`` it installs while running
@@ -35,20 +36,14 @@ How a run stops early:
 import dataclasses
 import os
 
-import paddle
-
 from paddleseg.core import amp
-from paddleseg.core.hooks import MAX_SKIPPED_STEPS, NonFiniteLossError  # noqa: F401
-from paddleseg.core.optim_state import (STRUCTURED, load_optimizer_state,  # noqa: F401
-                                        optimizer_state)
-from paddleseg.core.stop import StallWatchdog, StopSignals, TrainingInterrupted  # noqa: F401
+from paddleseg.core.hooks import MAX_SKIPPED_STEPS, NonFiniteLossError, default_hooks  # noqa: F401
 from paddleseg.core.options import TrainOptions
+from paddleseg.core.stop import StallWatchdog, StopSignals, TrainingInterrupted  # noqa: F401
 from paddleseg.core.trainer import Trainer, compute_losses  # noqa: F401
 from paddleseg.core.val import details_kwargs
 from paddleseg.errors import ConfigError
-from paddleseg.utils.env import init_distributed
-
-_StopSignals = StopSignals  # the name of earlier versions
+from paddleseg.utils import dist
 
 
 def _check_save_dir(save_dir):
@@ -81,7 +76,8 @@ def train(model, train_dataset, val_dataset=None, optimizer=None, save_dir='outp
           num_workers=0, use_vdl=False, use_ema=False, losses=None, keep_checkpoint_max=5,
           test_config=None, precision='fp32', amp_level='O1', profiler_options=None,
           to_static_training=False, *, do_eval=None, seed=None, nan_policy='stop',
-          eval_kwargs=None, eval_interval=None, stall_timeout=None, watchdog=None):
+          eval_kwargs=None, eval_interval=None, stall_timeout=None, watchdog=None,
+          hooks=None, lr_scheduler=None):
     """Train ``model`` for ``iters`` iterations: PaddleSeg 2.8's ``core.train``.
 
     The arguments up to ``to_static_training`` are PaddleSeg 2.8's, in its
@@ -136,6 +132,13 @@ def train(model, train_dataset, val_dataset=None, optimizer=None, save_dir='outp
             ``guard('iter N')`` context manager, e.g. a
             :class:`~paddleseg.core.stop.StallWatchdog` whose callback ends
             the process (what ``train.py`` passes). Default: None.
+        hooks (list, optional): Your hooks
+            (:class:`paddleseg.core.hooks.HookBase`), run after the default
+            ones (logging, evaluation, best model, VisualDL) and before the
+            periodic checkpoint; see docs/training_hooks.md. Default: None.
+        lr_scheduler (paddle.optimizer.lr.LRScheduler, optional): The
+            optimizer's scheduler, stepped once per iteration. Default: the
+            one ``optimizer`` was built with.
 
     Raises:
         ConfigError: a missing ``optimizer`` or ``losses``, a PaddleSeg
@@ -169,22 +172,25 @@ def train(model, train_dataset, val_dataset=None, optimizer=None, save_dir='outp
         amp_level=amp_level, seed=seed, nan_policy=nan_policy, eval_kwargs=eval_kwargs)
     return run_training(model, train_dataset, losses, optimizer, opts,
                         val_dataset=val_dataset, stall_timeout=stall_timeout,
-                        watchdog=watchdog)
+                        watchdog=watchdog, hooks=hooks, lr_scheduler=lr_scheduler)
 
 
 def run_training(model, train_dataset, losses, optimizer, opts, val_dataset=None,
-                 stall_timeout=None, watchdog=None):
-    """:func:`train` with its options as a :class:`TrainOptions`."""
+                 stall_timeout=None, watchdog=None, hooks=None, lr_scheduler=None):
+    """:func:`train` with its options as a :class:`TrainOptions`; ``hooks``
+    are added to :func:`~paddleseg.core.hooks.default_hooks`."""
     precision, amp_level = amp.resolve_precision(opts.precision, opts.amp_level)
     if (precision, amp_level) != (opts.precision, opts.amp_level):
         opts = dataclasses.replace(opts, precision=precision, amp_level=amp_level)
-    init_distributed()
-    if paddle.distributed.get_rank() == 0:
+    rank, _ = dist.init_distributed()
+    if rank == 0:
         _check_save_dir(opts.save_dir)
     own = StallWatchdog(stall_timeout) if watchdog is None and stall_timeout else None
     try:
         return Trainer(model, train_dataset, losses, optimizer, opts, val_dataset=val_dataset,
-                       watchdog=watchdog or own).run()
+                       watchdog=watchdog or own,
+                       hooks=default_hooks(opts, val_dataset, extra=hooks or ()),
+                       lr_scheduler=lr_scheduler).run()
     finally:
         if own is not None:
             own.close()

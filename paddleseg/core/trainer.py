@@ -1,35 +1,37 @@
-"""The training loop: setup (resume, AMP, DataParallel), steps, hooks.
+"""The training loop: setup (resume, AMP, DataParallel), steps, hook calls.
 
 Randomness is a function of ``(seed, iteration)``: the batch order and each
 sample's augmentation come from :class:`ResumableBatchSampler`, and paddle's
 generator (PointRend's point sampling, dropout) is re-seeded at every
-iteration, so a run resumed from ``iter_N`` continues exactly as the
-uninterrupted run would have.
+iteration (:func:`paddleseg.utils.dist.derive_seed`), so a run resumed from
+``iter_N`` continues exactly as the uninterrupted run would have.
 
 Every rank takes the same decision at the same iteration: the stop flags
 (a signal, a sample that could not be loaded, a non-finite loss) are
-all-reduced when there are several processes. What happens around the
+maxed over the ranks when there are several processes
+(:func:`paddleseg.utils.dist.max_over_ranks`). What happens around the
 steps (logging, evaluation, checkpoints, the NaN policy) is in
-:mod:`paddleseg.core.hooks`.
+:mod:`paddleseg.core.hooks`; what changes while the run goes is its
+:class:`~paddleseg.core.state.TrainState`; the checkpoints are the
+:class:`~paddleseg.core.checkpointer.Checkpointer`'s.
 """
 
 import contextlib
-import os
 import time
 
-import numpy as np
 import paddle
 
 from paddleseg.core import amp
-from paddleseg.core.hooks import CheckpointHook, default_hooks
-from paddleseg.core.optim_state import load_optimizer_state
+from paddleseg.core.checkpointer import Checkpointer
+from paddleseg.core.hooks import NanPolicyHook, default_hooks
+from paddleseg.core.optim_state import lr_scheduler_of
 from paddleseg.core.options import TrainOptions  # noqa: F401
 from paddleseg.core.sampler import (LOAD_ERROR, LOAD_TRACEBACK, ResumableBatchSampler,
                                     SeededDataset, collate_batch, worker_init)
+from paddleseg.core.state import TrainState
 from paddleseg.core.stop import StopSignals, TrainingInterrupted
-from paddleseg.errors import CheckpointError, ConfigError, DatasetError
-from paddleseg.utils import dist, logger
-from paddleseg.utils.checkpoint import load_checkpoint
+from paddleseg.errors import ConfigError, DatasetError
+from paddleseg.utils import dist
 
 
 def compute_losses(logits_list, label, losses):
@@ -40,25 +42,6 @@ def compute_losses(logits_list, label, losses):
                           'outputs'.format(len(losses['types']), len(logits_list)))
     return [coef * loss(logits, label) for logits, loss, coef in
             zip(logits_list, losses['types'], losses['coef'])]
-
-
-def _resolve_resume(save_dir, resume_model):
-    """The checkpoint folder to resume from, or None: ``resume_model`` itself,
-    or with ``'auto'`` the newest complete one in ``save_dir``; with several
-    processes rank 0 decides and every rank checks it has that folder
-    (:func:`paddleseg.utils.dist.resolve_resume`)."""
-    return dist.resolve_resume(save_dir, resume_model)
-
-
-def _step_seed(seed, it, rank):
-    return int(np.random.default_rng([seed, it, rank, 7]).integers(2 ** 31))
-
-
-def _forward_state(model):
-    """``(tensor, copy)`` of what a training forward pass changes: the
-    non-trainable parameters (BatchNorm's statistics) and the buffers."""
-    tensors = [p for p in model.parameters() if not p.trainable] + list(model.buffers())
-    return [(t, t.clone()) for t in tensors]
 
 
 def _endless(loader):
@@ -75,65 +58,61 @@ def _endless(loader):
 
 
 class Trainer:
-    """One training run. ``watchdog`` (optional) is an object whose
-    ``guard(what)`` context manager times each step, e.g.
-    :class:`paddleseg.core.stop.StallWatchdog`; it stays the caller's."""
+    """One training run.
+
+    Args:
+        model, train_dataset, losses, optimizer: as
+            :func:`paddleseg.core.train` takes them.
+        opts (TrainOptions): How to train.
+        val_dataset (Dataset, optional): For the evaluation hook.
+        watchdog (optional): An object whose ``guard(what)`` context manager
+            times each step, e.g. :class:`paddleseg.core.stop.StallWatchdog`;
+            it stays the caller's.
+        hooks (list, optional): The hooks to run after the NaN policy
+            (:class:`~paddleseg.core.hooks.NanPolicyHook`, always first).
+            Default: :func:`~paddleseg.core.hooks.default_hooks`; to add
+            yours to them pass ``default_hooks(opts, val_dataset, extra=[...])``
+            (what ``paddleseg.core.train(hooks=...)`` does).
+        lr_scheduler (paddle.optimizer.lr.LRScheduler, optional): The
+            optimizer's scheduler, stepped once per iteration. Default: the
+            one the optimizer was built with
+            (:func:`paddleseg.core.optim_state.lr_scheduler_of`).
+
+    ``state`` is the run's :class:`~paddleseg.core.state.TrainState`;
+    ``checkpointer`` its :class:`~paddleseg.core.checkpointer.Checkpointer`.
+    """
 
     def __init__(self, model, train_dataset, losses, optimizer, opts,
-                 val_dataset=None, watchdog=None, hooks=None):
+                 val_dataset=None, watchdog=None, hooks=None, *, lr_scheduler=None):
         self.net, self.optimizer, self.opts = model, optimizer, opts
+        self.lr_scheduler = lr_scheduler if lr_scheduler is not None \
+            else lr_scheduler_of(optimizer)
         self.train_dataset, self.losses = train_dataset, losses
-        self.seed = dist.shared_seed(opts.seed)
         self.watchdog = watchdog
-        self.rank = paddle.distributed.get_rank()
-        self.nranks = paddle.distributed.get_world_size()
         self.precision = opts.precision
-        self.use_fp16 = self.precision == 'fp16'
-        self.start_iter = self.it = 0
-        self.last_saved = (None, None)  # (iteration, folder) of the newest checkpoint
-        self.best = {'miou': -1.0, 'iter': -1}
-        self.signals = StopSignals()
-        self.step_info = {}
-        self.vdl = None
-        self.hooks = default_hooks(opts, val_dataset) if hooks is None else hooks
+        self.state = TrainState(rank=dist.rank(), nranks=dist.world_size(),
+                                seed=dist.shared_seed(opts.seed), signals=StopSignals())
+        self.nan_policy = NanPolicyHook(opts.nan_policy)
+        self.hooks = [self.nan_policy] + list(
+            default_hooks(opts, val_dataset) if hooks is None else hooks)
         for hook in self.hooks:
             hook.trainer = self
-        self.checkpointer = next((h for h in self.hooks if isinstance(h, CheckpointHook)), None)
+        self.checkpointer = Checkpointer(self)
         # the weights first: DataParallel broadcasts rank 0's when it is built
-        ckpt = _resolve_resume(opts.save_dir, opts.resume_model)
-        scaler_state = self.resume(ckpt) if ckpt else None
+        ckpt = dist.resolve_resume(opts.save_dir, opts.resume_model)
+        scaler_state = self.checkpointer.resume(ckpt) if ckpt else None
         self.prepare_amp(scaler_state)
         self.model = self._wrap(self.net)
 
+    # the run's state under the names of earlier versions (read-only)
+    it = property(lambda self: self.state.iteration)
+    start_iter = property(lambda self: self.state.start_iter)
+    seed = property(lambda self: self.state.seed)
+    rank = property(lambda self: self.state.rank)
+    nranks = property(lambda self: self.state.nranks)
+    step_info = property(lambda self: self.state.step_info)
+
     # -- setup -------------------------------------------------------------
-    def resume(self, ckpt_dir):
-        """Restore model, optimizer (with its lr schedule), iteration, seed
-        and best result from a checkpoint folder; return the GradScaler's
-        state (None if it has none).
-
-        A folder PaddleSeg 2.8 wrote (``iter_<N>/`` with only
-        ``model.pdparams`` and ``model.pdopt``) resumes at iteration N + 1:
-        its optimizer state is matched to the model's parameters by order
-        (:func:`paddleseg.core.optim_state.match_by_order`); its random
-        state is unknown, so the run is not bit-exact (one warning line)."""
-        states, meta = load_checkpoint(ckpt_dir)
-        if 'model.pdparams' not in states or 'model.pdopt' not in states:
-            raise CheckpointError('{} lacks model.pdparams or model.pdopt'.format(ckpt_dir))
-        self.net.set_state_dict(states['model.pdparams'])
-        load_optimizer_state(self.optimizer, self.net, states['model.pdopt'],
-                             names=meta.get('optimizer_params'),
-                             source=os.path.join(ckpt_dir, 'model.pdopt'))
-        self.start_iter = self.it = int(meta['iter'])
-        self.last_saved = (self.start_iter, ckpt_dir)
-        self.seed = int(meta.get('seed', self.seed))
-        self.best = meta.get('best', self.best)
-        if meta.get('format') == 'paddleseg':
-            logger.warning('{} is a PaddleSeg checkpoint: its random state is unknown, so '
-                           'this run is not bit-exact with one that never stopped'.format(
-                               ckpt_dir))
-        logger.info('Resumed from {} at iter {}'.format(ckpt_dir, self.start_iter))
-        return states.get('scaler.pdstate')
-
     def prepare_amp(self, scaler_state=None):
         """Make model and optimizer ready for the run's precision
         (:func:`paddleseg.core.amp.prepare`: fp16 weights with fp32 master
@@ -146,81 +125,67 @@ class Trainer:
         amp.load_scaler_state(self.scaler, scaler_state)
 
     def _wrap(self, model):
-        if self.nranks == 1:
+        if self.state.nranks == 1:
             return model
         if dist.device_kind() == 'gpu':
             model = paddle.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         return paddle.DataParallel(model)
 
     def _loader(self):
+        state = self.state
         sampler = ResumableBatchSampler(
-            len(self.train_dataset), self.opts.batch_size, self.seed, self.rank,
-            self.nranks, shuffle=True, start_iter=self.start_iter)
+            len(self.train_dataset), self.opts.batch_size, state.seed, state.rank,
+            state.nranks, shuffle=True, start_iter=state.start_iter)
         return paddle.io.DataLoader(
             SeededDataset(self.train_dataset), batch_sampler=sampler,
             num_workers=self.opts.num_workers, return_list=True,
             collate_fn=collate_batch, worker_init_fn=worker_init,
             persistent_workers=False)
 
-    def _agree(self, values):
-        """Each value (a non-negative int or bool) maxed over the ranks (one
-        all-reduce of a tiny tensor); a single process keeps its own."""
-        values = [int(v) for v in values]
-        if self.nranks == 1:
-            return values
-        t = paddle.to_tensor(values, dtype='int32')
-        paddle.distributed.all_reduce(t, op=paddle.distributed.ReduceOp.MAX)
-        return [int(v) for v in t.numpy().tolist()]
-
     # -- the loop ----------------------------------------------------------
     def run(self):
         """Train to ``opts.iters``; return ``{'miou', 'iter'}`` of the best model."""
-        if self.opts.use_vdl and self.rank == 0:
-            from visualdl import LogWriter
-            self.vdl = LogWriter(os.path.join(self.opts.save_dir, 'vdl'))
-        try:
-            with self.signals:
-                batches = _endless(self._loader())
-                try:
-                    self._call('before_train')
-                    self._loop(batches)
-                finally:
-                    batches.close()  # stop the loader's workers on every way out
-                    self._call('after_train')
-            return self.best
-        finally:
-            if self.vdl is not None:
-                self.vdl.close()
+        with self.state.signals:
+            batches = _endless(self._loader())
+            try:
+                self._call('before_train')
+                self._loop(batches)
+            finally:
+                batches.close()  # stop the loader's workers on every way out
+                self._call('after_train')
+        return self.state.best
 
     def _call(self, event):
         for hook in self.hooks:
             getattr(hook, event)()
 
     def _loop(self, batches):
+        state = self.state
         self.model.train()
         tic = time.time()
-        while self.it < self.opts.iters:
-            self.it += 1
+        while state.iteration < self.opts.iters:
+            state.iteration += 1
             self._call('before_step')
-            guard = self.watchdog.guard('iter {}'.format(self.it)) if self.watchdog \
+            guard = self.watchdog.guard('iter {}'.format(state.iteration)) if self.watchdog \
                 else contextlib.nullcontext()
             with guard:
                 batch = self._next_batch(batches)
                 reader_cost = time.time() - tic
                 load_error = batch.get(LOAD_ERROR)
-                failed, stop = self._agree([load_error is not None, self.signals.signum or 0])
+                failed, stop = dist.max_over_ranks(
+                    [load_error is not None, state.signals.signum or 0])
                 if failed:
                     self._data_error(load_error, batch.get(LOAD_TRACEBACK))
-                self.step_info = self.step(batch)
-            self.step_info.update(reader_cost=reader_cost, batch_cost=time.time() - tic,
-                                  samples=batch['img'].shape[0])
+                state.step_info = self.step(batch)
+            state.step_info.update(reader_cost=reader_cost, batch_cost=time.time() - tic,
+                                   samples=batch['img'].shape[0])
             self._call('after_step')
             # one process acts on its own flag at once; several wait until
             # they agreed on it (at the start of the next step at the latest)
-            if self.nranks == 1:
-                stop = self.signals.signum
+            if state.nranks == 1:
+                stop = state.signals.signum
             if stop:
-                self._interrupted(self.it, stop)
+                self._interrupted(state.iteration, stop)
             tic = time.time()
 
     def _next_batch(self, batches):
@@ -229,56 +194,49 @@ class Trainer:
         except Exception:
             # a signal to the whole process group can end the loader's
             # workers before this process acts on it
-            if self.signals.signum is not None and self.nranks == 1:
-                self._interrupted(self.it - 1, self.signals.signum)
+            signum = self.state.signals.signum
+            if signum is not None and self.state.nranks == 1:
+                self._interrupted(self.state.iteration - 1, signum)
             raise
 
     def step(self, batch):
-        """One optimisation step. A non-finite loss (on any rank) is not
-        applied, and leaves no trace with ``nan_policy='skip'``; the hooks
-        decide what follows. Returns ``{'terms': floats, 'skipped': bool,
-        'finite_here': bool}``."""
-        paddle.seed(_step_seed(self.seed, self.it, self.rank))
+        """One optimisation step: forward, the NaN policy's verdict
+        (:meth:`~paddleseg.core.hooks.NanPolicyHook.judge`: a step with a
+        non-finite loss on any rank is not applied), backward and update,
+        then the lr scheduler's step (which a skipped step takes too).
+        Returns ``{'terms': floats, 'skipped': bool, 'finite_here': bool}``."""
+        state = self.state
+        paddle.seed(dist.derive_seed(state.seed, state.iteration, state.rank, 7))
         labels = batch['label'].astype('int64')
         if labels.ndim == 4:
             labels = labels.squeeze(1)
-        # the forward pass updates BatchNorm's running statistics, which a
-        # skipped step must put back (they may be NaN now)
-        before = _forward_state(self.net) if self.opts.nan_policy == 'skip' else None
+        self.nan_policy.before_forward(self.net)
         with amp.autocast(self.precision, self.opts.amp_level):
             terms = compute_losses(self.model(batch['img']), labels, self.losses)
             loss = paddle.add_n(terms) if len(terms) > 1 else terms[0]
         values = [float(t) for t in terms]
-        finite = bool(np.isfinite(values).all())
-        skipped = bool(self._agree([not finite])[0])
-        if skipped:
-            self.optimizer.clear_grad()
-            for tensor, value in before or ():
-                tensor.set_value(value)
-        else:
+        skipped, finite = self.nan_policy.judge(values)
+        if not skipped:
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
-            self.optimizer.clear_grad()
-        lr_sched = self.optimizer._learning_rate
-        if isinstance(lr_sched, paddle.optimizer.lr.LRScheduler):
-            lr_sched.step()
+        self.optimizer.clear_grad()
+        if self.lr_scheduler is not None:
+            self.lr_scheduler.step()
         return {'terms': values, 'skipped': skipped, 'finite_here': finite}
 
-    def _save_now(self, it):
-        return self.checkpointer.save_now(it) if self.checkpointer else None
-
     def _interrupted(self, it, signum):
-        raise TrainingInterrupted(signum, it, self._save_now(it) if it > 0 else None)
+        raise TrainingInterrupted(signum, it, self.checkpointer.save(it) if it > 0 else None)
 
     def _data_error(self, message, load_traceback=None):
         """A sample of this iteration could not be loaded (here or on
         another rank): keep the progress made so far, then stop."""
-        done = self.it - 1
-        saved = self._save_now(done) if done > 0 else None
+        it = self.state.iteration
+        done = it - 1
+        saved = self.checkpointer.save(done) if done > 0 else None
         where = ('training stopped at iter {}; checkpoint {} holds iter {}: fix the data '
-                 'and resume with --resume_model auto'.format(self.it, saved, done)
-                 if saved else 'training stopped at iter {}'.format(self.it))
+                 'and resume with --resume_model auto'.format(it, saved, done)
+                 if saved else 'training stopped at iter {}'.format(it))
         if message is None:
             message = 'another process could not load its batch (see its log)'
         error = DatasetError('{}; {}'.format(message, where))
