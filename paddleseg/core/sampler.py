@@ -10,7 +10,6 @@ training loop decides, in the main process and on every rank together, how
 to stop (see ``paddleseg.core.train``).
 """
 
-import os
 import random
 import signal
 import traceback
@@ -18,6 +17,7 @@ import traceback
 import numpy as np
 from paddle.io.dataloader.collate import default_collate_fn
 
+from paddleseg.core.stop import worker_signal
 from paddleseg.errors import DatasetError, SegError
 from paddleseg.utils.dist import derive_seed
 
@@ -127,19 +127,7 @@ def collate_batch(samples):
 
 
 def worker_init(worker_id):
-    """Signals in a DataLoader worker: ignore SIGINT, exit quietly on SIGTERM.
-
-    Ctrl-C reaches every process of the terminal's process group; the main
-    process handles it (it saves a checkpoint, then stops the loader), and a
-    worker that died of it would make the loader fail instead. SIGTERM must
-    still end a worker (multiprocessing terminates its children that way at
-    exit); exiting with status 0 instead of dying of the signal keeps paddle
-    from raising an error in the main process at an arbitrary point (the main
-    process then sees the missing worker at its next batch).
-    """
+    """Signals in a DataLoader worker: SIGINT ignored, SIGTERM ends it
+    quietly (:func:`paddleseg.core.stop.worker_signal`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _exit_quietly)
-
-
-def _exit_quietly(signum, frame):
-    os._exit(0)
+    signal.signal(signal.SIGTERM, worker_signal)

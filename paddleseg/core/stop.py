@@ -40,6 +40,22 @@ class EvalAborted(Exception):
     """A stop signal arrived during an evaluation."""
 
 
+def worker_signal(signum, frame=None):
+    """What a stop signal does in a DataLoader worker process: SIGTERM ends
+    it quietly (status 0), SIGINT nothing (the main process handles Ctrl-C).
+
+    Ctrl-C reaches every process of the terminal's process group; the main
+    process saves a checkpoint, then stops the loader, and a worker that
+    died of it would make the loader fail instead. SIGTERM must still end a
+    worker (multiprocessing terminates its children that way at exit);
+    exiting with status 0 instead of dying of the signal keeps paddle from
+    raising an error in the main process at an arbitrary point (the main
+    process then sees the missing worker at its next batch).
+    """
+    if signum == signal.SIGTERM:
+        os._exit(0)
+
+
 def _no_op(signum, frame):
     """A Python-level handler that does nothing (SIG_DFL in its place would
     make Python report an already pending signal as 'ignored due to race
@@ -60,8 +76,8 @@ class StopSignals:
     too, and paddle would raise that at any point (in the middle of saving).
 
     Processes forked meanwhile (the evaluation's DataLoader workers) inherit
-    the handler: there SIGINT is ignored and SIGTERM ends the worker quietly,
-    as in the training loader's workers (:func:`paddleseg.core.sampler.worker_init`).
+    the handler: there it is :func:`worker_signal`, as in the training
+    loader's workers (:func:`paddleseg.core.sampler.worker_init`).
 
     A signal sent to the whole process group also ends the workers, and a
     DataLoader's reader thread may then fail. Such a thread failure within
@@ -112,8 +128,7 @@ class StopSignals:
 
     def _handle(self, signum, frame):
         if os.getpid() != self._pid:  # a forked DataLoader worker
-            if signum == signal.SIGTERM:
-                os._exit(0)
+            worker_signal(signum)
             return
         if signum == signal.SIGINT:
             signal.signal(signum, self._previous.pop(signum))
