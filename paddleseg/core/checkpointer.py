@@ -30,10 +30,8 @@ from paddleseg.core import amp
 from paddleseg.core.optim_state import load_optimizer_state, optimizer_state, param_names
 from paddleseg.errors import CheckpointError
 from paddleseg.utils import logger
-from paddleseg.utils.checkpoint import (find_latest_checkpoint, load_checkpoint,
-                                        prune_checkpoints, save_checkpoint)
-
-_REQUIRED = ('model.pdparams', 'model.pdopt')
+from paddleseg.utils.checkpoint import (PADDLESEG_FILES, find_latest_checkpoint,
+                                        load_checkpoint, prune_checkpoints, save_checkpoint)
 
 
 class Checkpointer:
@@ -127,7 +125,7 @@ class Checkpointer:
         """
         t, state = self.trainer, self.trainer.state
         states, meta = load_checkpoint(ckpt_dir)
-        if any(name not in states for name in _REQUIRED):
+        if any(name not in states for name in PADDLESEG_FILES):  # what every one holds
             raise CheckpointError('{} lacks model.pdparams or model.pdopt'.format(ckpt_dir))
         t.net.set_state_dict(states['model.pdparams'])
         load_optimizer_state(t.optimizer, t.net, states['model.pdopt'],
