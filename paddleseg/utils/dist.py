@@ -8,7 +8,8 @@ against what this PaddlePaddle build can do and raises one
 cannot (paddle's own error for a CPU-only build says only "The device
 should not be 'gpu'"). :func:`device_kind` names the current device
 (``'cpu'``, ``'gpu'``, ``'xpu'``, ``'npu'``, ...) without folding XPUs and
-custom devices into ``'cpu'``.
+custom devices into ``'cpu'``; :func:`parse_device` is the one reading of
+a device string's ``kind:index``.
 
 Shared decisions. Under ``paddle.distributed.launch`` rank 0 decides and
 the other ranks follow, through one ``broadcast_object_list`` (works on
