@@ -7,7 +7,7 @@ needs of ``before_train``, ``before_step``, ``after_step`` and
 through which the hook reaches the run's objects (``net``, the model;
 ``model``, the same or its DataParallel wrapper; ``optimizer``,
 ``lr_scheduler``, ``precision``, ``opts``, a
-:class:`~paddleseg.core.trainer.TrainOptions`; ``checkpointer``); what
+:class:`~paddleseg.core.options.TrainOptions`; ``checkpointer``); what
 changes while training runs (the iteration, the step's outputs, the best
 result, the stop signal) and what hooks tell each other is in
 ``hook.state``, a :class:`~paddleseg.core.state.TrainState`. A hook with a
@@ -342,7 +342,7 @@ class CheckpointHook(HookBase):
 
 
 def default_hooks(opts, val_dataset=None, extra=()):
-    """The hooks of a run with these :class:`~paddleseg.core.trainer.TrainOptions`
+    """The hooks of a run with these :class:`~paddleseg.core.options.TrainOptions`
     (besides :class:`NanPolicyHook`, which the trainer always runs first),
     with the hooks ``extra`` before the periodic checkpoint (so that it holds
     their state after the step)."""
