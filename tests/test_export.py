@@ -22,7 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import export as export_cli  # noqa: E402
 
-from paddleseg.core.export import create_predictor, run_predictor  # noqa: E402
+from paddleseg.deploy import create_predictor, run_predictor  # noqa: E402
 
 MODEL_FILES = {'paddle_legacy': 'model.pdmodel', 'paddle': 'model.json'}
 
