@@ -67,7 +67,7 @@ def point_sample(input, points, align_corners=False, mode='bilinear'):
     the same arithmetic (differences ~1e-7). Maps on any other device (the
     place of ``input`` decides, see :data:`GATHER_PLACES`), grids,
     ``'nearest'`` and values of a program being built (no place; an export
-    samples with its own point head, :mod:`paddleseg.deploy.adapters`) go
+    samples with its own point head, deploy/adapters.py) go
     to ``F.grid_sample``.
 
     Sampling runs in float32 with autocast off: float16 (or other) maps and

@@ -52,6 +52,11 @@ class PointHead(nn.Layer):
         inference returns ``[refined logits [N, num_classes, H * s^k, W * s^k]]``
         with ``s = scale_factor``, ``k = subdivision_steps``.
 
+    The MLP is :meth:`point_mlp`, written once for every layout of the
+    point features: dygraph applies its ``Conv1D`` layers to ``[N, C, P]``
+    (PaddleSeg's numerics, bit for bit); an export applies them as matrix
+    products on point-major rows (the export point head, deploy/adapters.py).
+
     Mixed precision: the points are float32 and the subdivision's indices
     int64 whatever the dtype of the maps; the features and coarse logits
     are sampled in float32 (see :mod:`paddleseg.models.point_features`),
