@@ -139,19 +139,16 @@ class EngineModel:
 
     def _open(self, model_dir, options, num_classes):
         deploy = read_export(model_dir, options.engine)
-        fmt = deploy_format(deploy)
-        options = dataclasses.replace(
-            options, engine=engine_for_format(options.engine, fmt, model_dir))
         try:
             self.run = open_engine(model_dir, options, deploy)
         except ImportError as exc:  # the optional ONNX packages
             raise DeployError(str(exc)) from None
-        self.options = options
-        self.engine = options.engine
-        self.format = fmt
+        self.options = dataclasses.replace(options, engine=self.run.engine)
+        self.engine = self.run.engine
+        self.format = deploy_format(deploy)
         self.deploy = deploy
         self.model_dir = model_dir
-        self.output_op = deploy.get('output_op', 'argmax')
+        self.output_op = self.run.output_op
         self.num_classes = num_classes
         self.device = options.device
         self.precision = options.precision
