@@ -18,6 +18,7 @@ entries are dynamic.
 
 import argparse
 
+from paddleseg.deploy.deploy_file import DEFAULT_FORMAT, FORMATS, OUTPUT_OPS
 from paddleseg.utils.cli import add_common_args, user_errors
 
 
@@ -31,12 +32,11 @@ def parse_args(argv=None):
     p.add_argument('--input_shape', nargs=4, type=int, default=[-1, 3, -1, -1],
                    metavar=('N', 'C', 'H', 'W'),
                    help='Input shape; -1 = dynamic. Default: -1 3 -1 -1.')
-    p.add_argument('--output_op', choices=['argmax', 'softmax', 'none'],
+    p.add_argument('--output_op', choices=list(OUTPUT_OPS),
                    default='argmax',
                    help='argmax: int32 class map [N, H, W]; softmax: '
                         'probabilities [N, C, H, W]; none: logits. Default: argmax.')
-    p.add_argument('--format', choices=['paddle_legacy', 'paddle', 'onnx'],
-                   default='paddle_legacy',
+    p.add_argument('--format', choices=list(FORMATS), default=DEFAULT_FORMAT,
                    help='paddle_legacy: model.pdmodel, run by Paddle '
                         'Inference with any Config and by PaddleSeg deploy/'
                         'python/infer.py; paddle: model.json '
@@ -52,10 +52,11 @@ def main(argv=None):
 
 
 def run(args):
-    from paddleseg.core.export import check_format, export, parse_input_shape
+    from paddleseg.cli.engine_args import export_transforms
     from paddleseg.cvlibs import config_builder as builder
+    from paddleseg.deploy import check_format, export, parse_input_shape
     from paddleseg.errors import ConfigError
-    from paddleseg.utils.cli import build_for_inference, export_transforms
+    from paddleseg.utils.cli import build_for_inference
     from paddleseg.utils.env import tune_process
     try:
         parse_input_shape(args.input_shape)
@@ -68,8 +69,7 @@ def run(args):
     tune_process(training=False)  # MKL's fast path on AMD, before the first kernel
     cfg, model, _ = build_for_inference(args)
     key, transforms = export_transforms(cfg)
-    for i, spec in enumerate(transforms):  # a bad one fails now, not at deployment
-        builder.build_component(spec, '{}.transforms.{}'.format(key, i))
+    builder.build_transforms(cfg, key)  # a bad one fails now, not at deployment
     return export(model, args.save_dir, args.input_shape, args.output_op,
                   transforms, format=args.format)
 

@@ -25,8 +25,8 @@ reports the status of the first failed rank in rank order).
 import argparse
 import sys
 
-from paddleseg.utils.cli import (add_common_args, add_engine_args,
-                                 add_inference_args, user_errors)
+from paddleseg.cli.engine_args import add_engine_args
+from paddleseg.utils.cli import add_common_args, add_inference_args, user_errors
 
 
 def parse_args(argv=None):

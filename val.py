@@ -16,9 +16,9 @@ the metrics of the whole set and writes ``--save_json``.
 import argparse
 import json
 
-from paddleseg.utils.cli import (add_common_args, add_engine_args,
-                                 add_inference_args, add_precision_args,
-                                 user_errors)
+from paddleseg.cli.engine_args import add_engine_args
+from paddleseg.utils.cli import (add_common_args, add_inference_args,
+                                 add_precision_args, user_errors)
 
 
 def parse_args(argv=None):

@@ -375,7 +375,7 @@ def task_export(args, paddle):
         t = paddle.to_tensor(x)
         try:
             if args.side == 'ours':
-                from paddleseg.core.export import export
+                from paddleseg.deploy import export
                 export(model, folder, shape, output_op='argmax')
             else:
                 _export_generic(model, folder, shape)
@@ -445,7 +445,7 @@ def task_engine(args, paddle):
     pairs it with PaddleSeg's ``eval`` task).
 
     The model is built as in :func:`task_eval` and exported twice with
-    ``paddleseg.core.export.export`` (dynamic N/H/W, output_op argmax, as
+    ``paddleseg.deploy.export`` (dynamic N/H/W, output_op argmax, as
     export.py writes by default): format ``paddle_legacy`` and ``onnx``.
     Engines, each timed with :func:`timed` on the same numpy input (input
     copy-in and class map copy-out included, as a user's call has them):
@@ -480,7 +480,7 @@ def task_engine(args, paddle):
     import gc
     import shutil
     import tempfile
-    from paddleseg.core.export import export, load_engine
+    from paddleseg.deploy import export, load_engine
     model = build_model(args)
     model.eval()
     x = inputs(args)

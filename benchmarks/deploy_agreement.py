@@ -14,7 +14,7 @@ the mean) and the time per image:
   ``deploy/python/infer.py`` as reproduced by ``tests/deploy_helpers.py``,
   without and with ``--enable_mkldnn``; and under a default
   ``paddle.inference.Config``;
-* ``paddle`` (new IR) through ``paddleseg.core.export.create_predictor``,
+* ``paddle`` (new IR) through ``paddleseg.deploy.create_predictor``,
   without and with oneDNN;
 * ``onnx`` in ONNX Runtime (when paddle2onnx and onnxruntime are installed).
 
@@ -82,7 +82,7 @@ def main(argv=None):
     import export as export_cli
     import predict as predict_cli
     from deploy_helpers import deploy_transforms, paddleseg_infer
-    from paddleseg.core.export import create_predictor, load_deploy, load_engine, run_predictor
+    from paddleseg.deploy import create_predictor, load_deploy, load_engine, run_predictor
 
     paths = collect(args)
     common = ['--config', args.config, '--model_path', args.model_path, '--device', 'cpu',

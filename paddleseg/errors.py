@@ -50,6 +50,14 @@ class ConfigError(SegError):
     """A config file, a key in it, or a command-line override is wrong."""
 
 
+class DeployError(ConfigError, ValueError):
+    """An export or an engine is asked for something it cannot do: a bad
+    deployment option (engine, device, precision, threads, TensorRT
+    setting), an export folder that is not one, or the wrong format for the
+    engine (:mod:`paddleseg.deploy`). A ValueError too, as these were before
+    they had their own type."""
+
+
 class UnknownComponentError(ConfigError, KeyError):
     """A ``type:`` names a component that no registry holds."""
 

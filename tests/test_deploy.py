@@ -9,7 +9,7 @@
 * ONNX Runtime on ``export.py --format onnx`` (skipped without the optional
   paddle2onnx / onnxruntime of requirements-deploy.txt), at several sizes
   of one dynamic-size export.
-* :func:`paddleseg.core.export.load_engine`.
+* :func:`paddleseg.deploy.load_engine`.
 """
 
 import os
@@ -30,7 +30,7 @@ sys.path.insert(0, ROOT)
 import export as export_cli  # noqa: E402
 import predict as predict_cli  # noqa: E402
 
-from paddleseg.core.export import load_engine, run_predictor  # noqa: E402
+from paddleseg.deploy import load_engine, run_predictor  # noqa: E402
 
 AGREEMENT = 0.999
 

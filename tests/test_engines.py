@@ -24,7 +24,7 @@ import export as export_cli  # noqa: E402
 import predict as predict_cli  # noqa: E402
 import val as val_cli  # noqa: E402
 
-from paddleseg.core.engine import EngineModel  # noqa: E402
+from paddleseg.deploy import EngineModel  # noqa: E402
 from paddleseg.errors import ConfigError  # noqa: E402
 
 AGREEMENT = 0.999

@@ -22,7 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import export as export_cli  # noqa: E402
 
-from paddleseg.core.export import create_predictor, run_predictor  # noqa: E402
+from paddleseg.deploy import create_predictor, run_predictor  # noqa: E402
 
 MODEL_FILES = {'paddle_legacy': 'model.pdmodel', 'paddle': 'model.json'}
 
@@ -172,3 +172,28 @@ def test_bad_input_shape_is_a_one_line_error(tiny, capsys):
         _export(tiny, 'bad', '--input_shape', '1', '-1', '64', '64')
     assert exc.value.code == 2
     assert 'input_shape' in capsys.readouterr().err
+
+
+def test_export_swaps_in_the_export_point_head_and_puts_the_model_back(tiny, tmp_path):
+    """The old-IR program samples points with grid_sampler and runs the
+    point MLP as matrix products (the export point head); the model keeps
+    its own head and gives the same logits after the export."""
+    from paddle.base.proto import framework_pb2
+    from paddleseg.deploy import export
+    from paddleseg.models.heads import PointHead
+    model = tiny['model']
+    head = model.pointhead
+    x = _image(64, 96, seed=9)
+    before = _dygraph(model, x, 'none')
+    export(model, str(tmp_path / 'swap'), input_shape=[1, 3, 64, 96])
+    assert model.pointhead is head and type(head) is PointHead
+    np.testing.assert_array_equal(_dygraph(model, x, 'none'), before)
+    program = framework_pb2.ProgramDesc()
+    with open(str(tmp_path / 'swap' / 'model.pdmodel'), 'rb') as f:
+        program.ParseFromString(f.read())
+    ops = [op.type for op in program.blocks[0].ops]
+    steps = head.subdivision_steps
+    # per step: each fine map and the coarse logits
+    assert ops.count('grid_sampler') == (len(head.in_index) + 1) * steps
+    assert ops.count('matmul_v2') == (len(head.fcs) + 1) * steps
+    assert ops.count('arg_max') == 1

@@ -1,9 +1,9 @@
-"""paddleseg.core.export.build_config / create_predictor: the
+"""paddleseg.deploy.build_config / create_predictor: the
 ``paddle.inference.Config`` they build for the CPU, the GPU and TensorRT.
 
 Unit-tested on the config they build, on the CPU: a tiny model (two
 convolutions and a bilinear resize back to the input size) is exported by
-:func:`paddleseg.core.export.export` in both Paddle formats with a dynamic
+:func:`paddleseg.deploy.export` in both Paddle formats with a dynamic
 input, and once with a fixed one; :func:`build_config` runs on those folders.
 
 What a CPU-only paddle 3.3.1 does with the GPU calls (measured, and read in
@@ -40,8 +40,8 @@ import pytest
 import yaml
 from paddle import inference
 
-from paddleseg.core import export as export_mod
-from paddleseg.core.export import (build_config, create_predictor, export, load_engine,
+from paddleseg.deploy import paddle_inference as export_mod
+from paddleseg.deploy import (build_config, create_predictor, export, load_engine,
                                    program_input_name, run_predictor)
 
 REAL_CONFIG = inference.Config

@@ -4,7 +4,7 @@ All functions take a normalised image batch ``[N, 3, H, W]`` and return
 logits or probabilities ``[N, C, H0, W0]`` at the size of the original image
 (``trans_info`` undoes the resizes and paddings of the eval transforms);
 :func:`predict_class_map`, what evaluation and prediction call, returns the
-class map, also of an exported model (:mod:`paddleseg.core.engine`).
+class map, also of an exported model (:mod:`paddleseg.deploy.engine`).
 """
 
 import math
@@ -127,7 +127,7 @@ def predict_class_map(model, im, trans_info=None, aug=False, scales=1.0,
     """The ``int64 [N, H0, W0]`` class map of ``im`` at the original size.
 
     ``model`` is a dygraph model, or a
-    :class:`paddleseg.core.engine.EngineModel`: one that returns the class
+    :class:`paddleseg.deploy.EngineModel`: one that returns the class
     map itself (``returns_class_map``, an ``argmax`` export) is run on the
     whole image and its map is mapped back with nearest-neighbour resizing;
     any other goes through :func:`aug_inference` (``aug``) or

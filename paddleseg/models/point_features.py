@@ -16,6 +16,8 @@ import contextlib
 import paddle
 import paddle.nn.functional as F
 
+from paddleseg.utils.dist import device_kind
+
 GATHER_PLACES = ('cpu',)
 """Device kinds on which :func:`point_sample` gathers and blends instead of
 calling ``F.grid_sample``: measured 3x faster on CPU; not measured elsewhere,
@@ -26,10 +28,10 @@ def float32_region():
     """A context in which ``paddle.amp.auto_cast`` is off.
 
     Entered only when autocast is on (``paddle.amp.is_autocast_enabled()``,
-    ~10 us; entering ``auto_cast(enable=False)`` costs ~100 us) and in
-    dynamic mode; otherwise a no-op context.
+    ~10 us; entering ``auto_cast(enable=False)`` costs ~100 us); otherwise a
+    no-op context.
     """
-    if paddle.in_dynamic_mode() and paddle.amp.is_autocast_enabled():
+    if paddle.amp.is_autocast_enabled():
         return paddle.amp.auto_cast(enable=False)
     return contextlib.nullcontext()
 
@@ -40,24 +42,19 @@ def as_float32(x):
 
 
 def _place_kind(tensor):
-    """'cpu', 'gpu', 'xpu' or a custom device type: where ``tensor`` lives."""
-    place = tensor.place
-    if place.is_cpu_place() or place.is_cuda_pinned_place():
-        return 'cpu'
-    if place.is_gpu_place():
-        return 'gpu'
-    if place.is_xpu_place():
-        return 'xpu'
-    if place.is_custom_place():
-        return place.custom_device_type()
-    return 'other'
+    """The device kind of ``tensor``'s place ('cpu', 'gpu', 'xpu' or a
+    custom device type, :func:`paddleseg.utils.dist.device_kind`); None for
+    a value of a program being built, which has no place (under
+    ``paddle.jit.to_static`` it is None, or a method in the old IR)."""
+    place = getattr(tensor, 'place', None)
+    return device_kind(place) if hasattr(place, 'is_cpu_place') else None
 
 
 def uses_gather(input, points, mode='bilinear'):
     """Whether :func:`point_sample` takes the gather-and-blend path for
-    these arguments: bilinear sampling of a point list ``[N, P, 2]`` in
-    dynamic mode, of maps on a device of :data:`GATHER_PLACES`."""
-    return (points.ndim == 3 and mode == 'bilinear' and paddle.in_dynamic_mode()
+    these arguments: bilinear sampling of a point list ``[N, P, 2]`` of maps
+    on a device of :data:`GATHER_PLACES`."""
+    return (points.ndim == 3 and mode == 'bilinear'
             and _place_kind(input) in GATHER_PLACES)
 
 
@@ -69,9 +66,9 @@ def point_sample(input, points, align_corners=False, mode='bilinear'):
     (:func:`_gather_bilinear`), about 3x faster than ``F.grid_sample`` with
     the same arithmetic (differences ~1e-7). Maps on any other device (the
     place of ``input`` decides, see :data:`GATHER_PLACES`), grids,
-    ``'nearest'`` and static graphs (export: shapes may be unknown until run
-    time, and oneDNN's passes take ``grid_sample``, not this pattern) go to
-    ``F.grid_sample``.
+    ``'nearest'`` and values of a program being built (no place; an export
+    samples with its own point head, deploy/adapters.py) go
+    to ``F.grid_sample``.
 
     Sampling runs in float32 with autocast off: float16 (or other) maps and
     coordinates are cast to float32 first, and the result is float32.
@@ -96,32 +93,22 @@ def point_sample(input, points, align_corners=False, mode='bilinear'):
     return grid_sample_points(input, points, align_corners, mode)
 
 
-def grid_sample_points(input, points, align_corners=False, mode='bilinear'):
+def grid_sample_points(input, points, align_corners=False, mode='bilinear',
+                       grid_sample=None):
     """:func:`point_sample` through ``F.grid_sample``, always (same arguments
-    and result, float32 too); PaddleSeg's way, bit for bit."""
+    and result, float32 too); PaddleSeg's way, bit for bit.
+
+    ``grid_sample`` (optional) stands in for ``F.grid_sample`` (the same
+    arguments and result): an export passes the op its program format needs.
+    """
     flat = points.ndim == 3
+    grid_sample = grid_sample or F.grid_sample
     with float32_region():
         input, points = as_float32(input), as_float32(points)
         grid = points.unsqueeze(2) if flat else points
-        out = _grid_sample(input, grid * 2.0 - 1.0, mode, align_corners)
+        out = grid_sample(input, grid * 2.0 - 1.0, mode=mode, padding_mode='zeros',
+                          align_corners=align_corners)
     return out.squeeze(3) if flat else out
-
-
-def _grid_sample(input, grid, mode, align_corners):
-    """``F.grid_sample`` with zero padding; in an old-IR static graph
-    (``FLAGS_enable_pir_api=0``, ``export.py --format paddle_legacy``),
-    where Paddle 3.3's ``F.grid_sample`` builds new-IR ops only, the
-    ``grid_sampler`` op that it stands for."""
-    if paddle.in_dynamic_mode() or paddle.framework.in_pir_mode():
-        return F.grid_sample(input, grid, mode=mode, align_corners=align_corners)
-    from paddle.base.layer_helper import LayerHelper
-    helper = LayerHelper('grid_sample')
-    out = helper.create_variable_for_type_inference(input.dtype)
-    helper.append_op(type='grid_sampler', inputs={'X': input, 'Grid': grid},
-                     outputs={'Output': out},
-                     attrs={'mode': mode, 'padding_mode': 'zeros',
-                            'align_corners': align_corners})
-    return out
 
 
 def _gather_bilinear(input, points, align_corners):

@@ -89,21 +89,6 @@ def add_inference_args(parser):
                         help='Also average the vertically flipped image.')
 
 
-def add_engine_args(parser):
-    """--engine dygraph|inference|onnx and --enable_mkldnn (val.py, predict.py)."""
-    parser.add_argument('--engine', choices=['dygraph', 'inference', 'onnx'],
-                        default='dygraph',
-                        help='dygraph: the model of --config with the weights of '
-                             '--model_path; inference (Paddle Inference) or onnx '
-                             '(ONNX Runtime): the exported model of the folder '
-                             '--model_path (export.py --format paddle_legacy|paddle, '
-                             'or onnx). Default: dygraph.')
-    parser.add_argument('--enable_mkldnn', type=str2bool, default=True,
-                        metavar='true|false',
-                        help='oneDNN kernels of --engine inference on the CPU '
-                             '(default: true).')
-
-
 def add_precision_args(parser):
     """--fp16, --precision fp32|fp16, --amp_level O1|O2 (as train.py's)."""
     parser.add_argument('--fp16', action='store_true',
@@ -184,7 +169,7 @@ def without_pretrained(cfg):
 def build_for_inference(args, dataset_key=None):
     """Load and check the config, build the model, load ``--model_path``
     (with ``--engine inference|onnx``: the export there, see
-    :func:`load_exported`).
+    :func:`paddleseg.cli.engine_args.load_exported`).
 
     Returns:
         tuple: ``(cfg, model, dataset or None)``.
@@ -200,42 +185,8 @@ def build_for_inference(args, dataset_key=None):
         model = builder.build_model(cfg, args.config)
         load_entire_model(model, args.model_path)
     else:
+        from paddleseg.cli.engine_args import load_exported
         model = load_exported(args, cfg, threads)
     dataset = builder.build_dataset(cfg, dataset_key, args.config) \
         if dataset_key else None
     return cfg, model, dataset
-
-
-def export_transforms(cfg):
-    """``(key, specs)``: the transforms an export carries in deploy.yaml,
-    the config's ``export.transforms`` if given, else ``val_dataset``'s
-    (``[]`` when neither has any)."""
-    key = 'export' if (cfg.get('export') or {}).get('transforms') else 'val_dataset'
-    return key, (cfg.get(key) or {}).get('transforms') or []
-
-
-def load_exported(args, cfg, cpu_threads=None):
-    """The :class:`~paddleseg.core.engine.EngineModel` of ``--model_path``
-    for ``--engine``, on the device set; warns when the export's
-    normalisation differs from the config's eval transforms."""
-    import paddle
-    from paddleseg.core.engine import EngineModel
-    precision = precision_of(args)
-    model = EngineModel(args.model_path, args.engine, device=paddle.get_device(),
-                        cpu_threads=cpu_threads,
-                        use_onednn=getattr(args, 'enable_mkldnn', True),
-                        precision=precision,
-                        num_classes=(cfg.get('model') or {}).get('num_classes') or
-                        (cfg.get('val_dataset') or {}).get('num_classes'))
-    exported = model.deploy.get('transforms')
-    _, wanted = export_transforms(cfg)
-    if exported is not None and wanted and exported != wanted:
-        from paddleseg.utils import logger
-        logger.warning('{}/deploy.yaml: its transforms differ from the eval '
-                       'transforms of {}, which this run applies'.format(
-                           args.model_path, args.config))
-    if getattr(args, 'amp_level', 'O1') == 'O2' and precision == 'fp16':
-        from paddleseg.utils import logger
-        logger.warning('--amp_level O2 is for dygraph; --engine {} runs the '
-                       'exported program in {}'.format(args.engine, model.precision))
-    return model

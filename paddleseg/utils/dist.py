@@ -72,9 +72,10 @@ def device_kind(device=None):
     """The kind of ``device`` (default: paddle's current device).
 
     Args:
-        device (str, optional): A device string as ``paddle.get_device()``
-            returns it (``'cpu'``, ``'gpu:0'``, ``'xpu:1'``, ``'npu:0'``).
-            Default: the current device.
+        device (str|Place, optional): A device string as ``paddle.get_device()``
+            returns it (``'cpu'``, ``'gpu:0'``, ``'xpu:1'``, ``'npu:0'``), or
+            a tensor's place (``tensor.place``; pinned host memory is the
+            CPU). Default: the current device.
 
     Returns:
         str: ``'cpu'``, ``'gpu'``, ``'xpu'`` or the custom device type
@@ -82,7 +83,22 @@ def device_kind(device=None):
     """
     if device is None:
         device = paddle.device.get_device()
+    if hasattr(device, 'is_cpu_place'):
+        return _place_kind(device)
     return parse_device(device)[0]
+
+
+def _place_kind(place):
+    """:func:`device_kind` of a ``paddle`` Place."""
+    if place.is_cpu_place() or place.is_cuda_pinned_place():
+        return 'cpu'
+    if place.is_gpu_place():
+        return 'gpu'
+    if place.is_xpu_place():
+        return 'xpu'
+    if place.is_custom_place():
+        return place.custom_device_type()
+    return 'other'
 
 
 def _custom_device_types():

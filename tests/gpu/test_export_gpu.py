@@ -2,7 +2,7 @@
 
 The inference model (dynamic input, and a fixed 1x3x64x128 input) is run by
 ``paddle.inference`` on GPU 0 (``Config.enable_use_gpu``), built directly
-and through ``paddleseg.core.export.create_predictor(use_gpu=True)``; its
+and through ``paddleseg.deploy.create_predictor(use_gpu=True)``; its
 class map must agree with the dygraph eval-mode model on the GPU, and with
 the CPU predictor, on at least 99.9% of the pixels (fused or reordered
 kernels may flip a few near-ties).
@@ -47,7 +47,7 @@ def _dygraph_class_map(model, x):
 @pytest.mark.parametrize('name', sorted(SHAPES))
 def test_gpu_predictor_matches_dygraph_and_the_cpu_predictor(
         exported, tiny, tools, random_weights, on_device, name):
-    from paddleseg.core.export import create_predictor, run_predictor
+    from paddleseg.deploy import create_predictor, run_predictor
     from paddleseg.utils.checkpoint import load_entire_model
 
     _, model = tools.build(tiny['cfg'], for_training=False)

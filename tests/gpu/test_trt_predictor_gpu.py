@@ -1,5 +1,5 @@
 """GPU fp16 and TensorRT predictors of an exported model
-(``paddleseg.core.export.create_predictor(use_gpu=True, precision=...,
+(``paddleseg.deploy.create_predictor(use_gpu=True, precision=...,
 use_trt=...)``), against the CPU predictor.
 
 export.py writes the tiny model (the default ``paddle_legacy`` format,
@@ -38,7 +38,7 @@ def _need_tensorrt():
     ('fixed', 'fp16', True)])
 def test_gpu_predictor_agrees_with_the_cpu_predictor(exported, tools, tmp_path,
                                                      name, precision, use_trt):
-    from paddleseg.core.export import create_predictor, run_predictor
+    from paddleseg.deploy import create_predictor, run_predictor
     if precision == 'fp16':
         tools.need_fp16()
     options = dict(precision=precision)

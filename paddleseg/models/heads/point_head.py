@@ -52,6 +52,11 @@ class PointHead(nn.Layer):
         inference returns ``[refined logits [N, num_classes, H * s^k, W * s^k]]``
         with ``s = scale_factor``, ``k = subdivision_steps``.
 
+    The MLP is :meth:`point_mlp`, written once for every layout of the
+    point features: dygraph applies its ``Conv1D`` layers to ``[N, C, P]``
+    (PaddleSeg's numerics, bit for bit); an export applies them as matrix
+    products on point-major rows (the export point head, deploy/adapters.py).
+
     Mixed precision: the points are float32 and the subdivision's indices
     int64 whatever the dtype of the maps; the features and coarse logits
     are sampled in float32 (see :mod:`paddleseg.models.point_features`),
@@ -98,55 +103,40 @@ class PointHead(nn.Layer):
 
     def point_logits(self, fine_maps, coarse_logits, points):
         """Logits at ``points`` ``[N, P, 2]`` -> ``[N, num_classes, P]``."""
-        if not paddle.in_dynamic_mode():
-            return self._point_mlp_as_products(fine_maps, coarse_logits, points)
         fine = [pf.point_sample(m, points, align_corners=self.align_corners)
                 for m in fine_maps]
         coarse = pf.point_sample(coarse_logits, points,
                                  align_corners=self.align_corners)
-        x = paddle.concat(fine + [coarse], axis=1)
+        return self.point_mlp(paddle.concat(fine + [coarse], axis=1), coarse,
+                              _apply_conv, axis=1)
+
+    def point_mlp(self, x, coarse, apply, axis):
+        """The point MLP on point features, in the layout the caller chose.
+
+        Each hidden layer is ``relu(apply(fc.conv, x))`` followed (with
+        ``coarse_pred_each_layer``) by the coarse point logits concatenated
+        along ``axis``; then the dropout and ``apply(fc_seg, x)``.
+
+        Args:
+            x (Tensor): Fine + coarse point features, channels along ``axis``:
+                ``[N, C, P]`` (``axis=1``, :meth:`point_logits`) or
+                point-major rows ``[N*P, C]`` (``axis=-1``).
+            coarse (Tensor): The coarse point logits in the same layout.
+            apply (callable): ``apply(conv, x)`` applies a kernel-1
+                ``nn.Conv1D`` (``weight [C_out, C_in, 1]``, ``bias``) to ``x``
+                in that layout: ``conv(x)`` for ``[N, C, P]``.
+            axis (int): The channel axis of ``x``.
+
+        Returns:
+            Tensor: The point logits, ``num_classes`` along ``axis``.
+        """
         for fc in self.fcs:
-            x = fc(x)
+            x = F.relu(apply(fc.conv, x))
             if self.coarse_pred_each_layer:
-                x = paddle.concat([x, coarse], axis=1)
+                x = paddle.concat([x, coarse], axis=axis)
         if self.dropout is not None:
             x = self.dropout(x)
-        return self.fc_seg(x)
-
-    def _point_mlp_as_products(self, fine_maps, coarse_logits, points):
-        """:meth:`point_logits` in a static program (an export): the points
-        sampled as a ``[N, P, 1, 2]`` grid (``[N, C, P, 1]`` features) and
-        each kernel-1 ``Conv1D`` of the MLP as a matrix product ``x[N*P,
-        C_in] @ W^T + b`` (``F.linear``) on point-major rows, transposed in
-        once and out once. The same products and sums as the convolutions;
-        Paddle Inference would otherwise run each as an unsqueeze / conv2d /
-        squeeze on a ``[N, C, 1, P]`` map, and ONNX Runtime gets MatMul
-        instead of Conv. (Paddle 3.3.1's new-IR oneDNN fusions mistype the
-        results of several reshape chains here; ``build_config`` leaves out
-        ``operator_reshape_onednn_fuse_pass`` for that format.) Dygraph keeps
-        the convolutions (PaddleSeg's numerics, bit for bit)."""
-        def rows(t):  # [N, C, P, 1] -> [N*P, C]
-            return t.transpose([0, 2, 3, 1]).reshape([-1, t.shape[1]])
-
-        def linear(conv, x):
-            c_out, c_in = conv.weight.shape[:2]
-            weight = conv.weight.transpose([1, 0, 2]).reshape([c_in, c_out])
-            return F.linear(x, weight, conv.bias)
-
-        grid = points.unsqueeze(2)
-        size = paddle.shape(points)  # N, P, 2
-        coarse = rows(pf.point_sample(coarse_logits, grid,
-                                      align_corners=self.align_corners))
-        x = paddle.concat([rows(pf.point_sample(m, grid, align_corners=self.align_corners))
-                           for m in fine_maps] + [coarse], axis=-1)
-        for fc in self.fcs:
-            x = F.relu(linear(fc._conv, x))
-            if self.coarse_pred_each_layer:
-                x = paddle.concat([x, coarse], axis=-1)
-        if self.dropout is not None:
-            x = self.dropout(x)
-        out = linear(self.fc_seg, x)  # [N*P, K]
-        return out.reshape([size[0], size[1], self.num_classes]).transpose([0, 2, 1])
+        return apply(self.fc_seg, x)
 
     def forward(self, inputs, prev_output):
         coarse = prev_output[0]
@@ -184,3 +174,8 @@ class PointHead(nn.Layer):
                                  align_corners=self.align_corners)
         return F.interpolate(logits, scale_factor=s, mode='bilinear',
                              align_corners=self.align_corners)
+
+
+def _apply_conv(conv, x):
+    """:meth:`PointHead.point_mlp`'s ``apply`` for ``[N, C, P]`` features."""
+    return conv(x)

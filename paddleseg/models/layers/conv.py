@@ -105,6 +105,12 @@ class ConvReLU(nn.Layer):
         self._conv = _CONV_BY_DIMS[dims](in_channels, out_channels, kernel_size,
                                          padding=padding)
 
+    @property
+    def conv(self):
+        """The convolution (its ``weight`` ``[C_out, C_in, k...]`` and
+        ``bias``), for code that applies it another way (an export)."""
+        return self._conv
+
     def forward(self, x):
         return F.relu(self._conv(x))
 

@@ -1,0 +1,114 @@
+"""Export a model for deployment: :func:`export`.
+
+Owns saving the program (``paddle.jit.save`` in the IR its format needs)
+and the ONNX conversion. The saved program is the eval-mode model
+(PointRend's adaptive subdivision included) with the export adapters
+swapped in (:mod:`paddleseg.deploy.adapters`) and the output op, with
+``deploy.yaml`` next to it (:mod:`paddleseg.deploy.deploy_file`).
+"""
+
+import contextlib
+import os
+import shutil
+import tempfile
+
+import paddle
+
+from paddleseg.deploy.adapters import ExportedModel, export_adapters
+from paddleseg.deploy.deploy_file import (DEFAULT_FORMAT, EXPORT_INPUT_NAME, ONNX_OPSET,
+                                          check_format, import_or_explain,
+                                          parse_input_shape, write_deploy)
+from paddleseg.utils import logger
+
+
+@contextlib.contextmanager
+def _ir(old_ir):
+    """Build programs in the old IR (``old_ir``) or the new one, whatever
+    ``FLAGS_enable_pir_api`` the process started with."""
+    from paddle import pir_utils
+    with (pir_utils.DygraphOldIrGuard() if old_ir else pir_utils.DygraphPirGuard()):
+        yield
+
+
+def _save_program(net, prefix, shape, old_ir):
+    """``paddle.jit.save`` of ``net`` at ``prefix``; returns the model file."""
+    spec = paddle.static.InputSpec(shape=shape, dtype='float32', name=EXPORT_INPUT_NAME)
+    with _ir(old_ir):
+        static = paddle.jit.to_static(net, input_spec=[spec], full_graph=True)
+        paddle.jit.save(static, prefix)
+    model_file = prefix + ('.pdmodel' if old_ir else '.json')
+    if not os.path.isfile(model_file):
+        raise RuntimeError('paddle.jit.save wrote no {}'.format(model_file))
+    return model_file
+
+
+def _to_onnx(model_file, params_file, onnx_file):
+    """Convert a new-IR program to ONNX with paddle2onnx."""
+    p2o = import_or_explain('paddle2onnx', 'export --format onnx')
+    try:  # save_file=None: the bytes, without paddle2onnx's optional folding
+        data = p2o.export(model_file, params_file, save_file=None,
+                          opset_version=ONNX_OPSET, auto_upgrade_opset=True,
+                          enable_onnx_checker=True)
+    except NameError:  # paddle2onnx logs its error and returns nothing
+        data = None
+    if not data:
+        raise RuntimeError('paddle2onnx could not convert {} (see its log above)'
+                           .format(model_file))
+    with open(onnx_file, 'wb') as f:
+        f.write(data)
+    return onnx_file
+
+
+def _save_onnx(net, prefix, shape):
+    """The new-IR program of ``net`` converted to ``prefix.onnx`` (the
+    program itself goes to a temporary folder); returns the ONNX file."""
+    tmp = tempfile.mkdtemp(prefix='export_onnx_')
+    try:
+        tmp_prefix = os.path.join(tmp, 'model')
+        model_file = _save_program(net, tmp_prefix, shape, old_ir=False)
+        return _to_onnx(model_file, tmp_prefix + '.pdiparams', prefix + '.onnx')
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def export(model, save_dir, input_shape=(-1, 3, -1, -1), output_op='argmax',
+           transforms=None, format=DEFAULT_FORMAT):
+    """Save ``model`` and ``deploy.yaml`` into ``save_dir``.
+
+    Args:
+        model (nn.Layer): Weights loaded; put in eval mode here (and
+            otherwise left as it was: the export adapters are swapped in for
+            the time of the export only).
+        save_dir (str): Output folder (created).
+        input_shape (list[int], optional): ``N C H W``; -1 = dynamic.
+            Default: (-1, 3, -1, -1).
+        output_op (str, optional): See
+            :class:`~paddleseg.deploy.adapters.ExportedModel`. Default: 'argmax'.
+        transforms (list[dict], optional): The transform specs written to
+            ``deploy.yaml``. Default: None (empty list).
+        format (str, optional): One of :data:`~paddleseg.deploy.FORMATS`
+            (see :mod:`paddleseg.deploy.deploy_file`). Default: 'paddle_legacy'.
+
+    Returns:
+        dict: ``{'model': path, 'params': path or None, 'deploy': path}``.
+    """
+    shape = parse_input_shape(input_shape)
+    check_format(format)
+    model.eval()
+    net = ExportedModel(model, output_op)
+    net.eval()
+    os.makedirs(save_dir, exist_ok=True)
+    prefix = os.path.join(save_dir, 'model')
+    params_file = None if format == 'onnx' else prefix + '.pdiparams'
+    with export_adapters(model):
+        if format == 'onnx':
+            model_file = _save_onnx(net, prefix, shape)
+        else:
+            model_file = _save_program(net, prefix, shape,
+                                       old_ir=format == 'paddle_legacy')
+    deploy_file, deploy = write_deploy(save_dir, model_file, params_file, transforms,
+                                       shape, output_op, format)
+    logger.info('Exported the inference model to {} ({}, format {}, input {}, '
+                'output {})'.format(save_dir, deploy['model'], format,
+                                    deploy['input_shape'], output_op))
+    return {'model': model_file, 'params': params_file, 'deploy': deploy_file}
