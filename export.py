@@ -18,7 +18,7 @@ entries are dynamic.
 
 import argparse
 
-from paddleseg.utils.cli import add_common_args, user_errors
+from paddleseg.cli.args import add_common_args, user_errors
 
 
 def parse_args(argv=None):
@@ -52,10 +52,9 @@ def main(argv=None):
 
 
 def run(args):
+    from paddleseg.cli.build import build_for_inference
     from paddleseg.core.export import check_format, export, parse_input_shape
-    from paddleseg.cvlibs import config_builder as builder
     from paddleseg.errors import ConfigError
-    from paddleseg.utils.cli import build_for_inference, export_transforms
     from paddleseg.utils.env import tune_process
     try:
         parse_input_shape(args.input_shape)
@@ -66,10 +65,9 @@ def run(args):
     except ImportError as exc:  # paddle2onnx missing: say so before the work
         raise ConfigError('--format {}: {}'.format(args.format, exc)) from None
     tune_process(training=False)  # MKL's fast path on AMD, before the first kernel
-    cfg, model, _ = build_for_inference(args)
-    key, transforms = export_transforms(cfg)
-    for i, spec in enumerate(transforms):  # a bad one fails now, not at deployment
-        builder.build_component(spec, '{}.transforms.{}'.format(key, i))
+    builder, model = build_for_inference(args)
+    assert builder.export_transforms is not None  # built: a bad one fails now
+    _, transforms = builder.config.export_transforms
     return export(model, args.save_dir, args.input_shape, args.output_op,
                   transforms, format=args.format)
 

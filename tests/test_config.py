@@ -7,16 +7,22 @@ import textwrap
 import paddle
 import pytest
 
-from paddleseg.cvlibs import manager
-from paddleseg.cvlibs.config import load_and_check
-from paddleseg.cvlibs.config_builder import (build_component, build_dataset,
-                                             build_losses, build_lr_scheduler,
-                                             build_model, build_optimizer)
-from paddleseg.cvlibs.config_checker import check_config
-from paddleseg.cvlibs.config_parser import (apply_cli_args, apply_opts,
-                                            load_config,
-                                            load_config_with_sources)
+from paddleseg.cvlibs import Config, manager
+from paddleseg.cvlibs._checker import check_config
+from paddleseg.cvlibs._parser import (apply_cli_args, apply_opts, load_config,
+                                      load_config_with_sources)
+from paddleseg.cvlibs.builder import (build_component, build_dataset,
+                                      build_losses, build_lr_scheduler,
+                                      build_model, build_optimizer)
 from paddleseg.errors import ConfigError, UnknownComponentError
+
+
+def load_and_check(path, opts=None, iters=None, batch_size=None,
+                   for_training=True):
+    """The checked dict of ``Config`` (the training keys required unless
+    ``for_training`` is False)."""
+    return Config(path, batch_size=batch_size, iters=iters, opts=opts,
+                  for_training=for_training).dic
 
 
 # ------------------------------------------------ dummy components (unique)
@@ -752,7 +758,7 @@ def test_checker_and_builder_report_a_bad_loss_alike(valid, loss, key):
 
 def test_every_section_is_declared_once_and_used_everywhere(valid):
     from paddleseg.cvlibs import schema
-    from paddleseg.cvlibs.config_builder import registry_for
+    from paddleseg.cvlibs._checker import registry_for
     assert registry_for is schema.registry_for
     for name, section in schema.SECTIONS.items():
         assert section.name == name

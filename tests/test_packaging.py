@@ -31,8 +31,8 @@ def _run(code, cwd, env):
 
 IMPORT_CHECK = """
     import importlib.util, sys
-    import paddleseg.cvlibs.config_builder as builder
-    assert 'lr_scheduler' not in sys.modules, 'config_builder imported lr_scheduler'
+    import paddleseg.cvlibs.builder as builder
+    assert 'lr_scheduler' not in sys.modules, 'the builder imported lr_scheduler'
     schedule = builder.resolve_component('PolynomialDecay', ('lr_scheduler',))
     from paddleseg.cvlibs import Config, SegBuilder, manager
     import lr_scheduler

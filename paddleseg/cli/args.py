@@ -1,4 +1,5 @@
-"""Shared plumbing of the entry scripts (train.py, val.py, predict.py).
+"""The argparse plumbing the entry scripts share: the flags, one-line errors
+and the exit status.
 
 Exit status of the entry scripts:
 
@@ -22,6 +23,10 @@ import traceback
 import warnings
 
 from paddleseg.errors import SegError
+
+__all__ = ['EXIT_USER_ERROR', 'str2bool', 'one_line_errors', 'add_common_args',
+           'add_inference_args', 'add_precision_args', 'precision_of',
+           'user_errors']
 
 EXIT_USER_ERROR = 2
 
@@ -81,27 +86,13 @@ def add_inference_args(parser):
                         metavar=('W', 'H'), help='Sliding window size.')
     parser.add_argument('--stride', nargs=2, type=int, default=None,
                         metavar=('W', 'H'), help='Sliding window step.')
-    parser.add_argument('--scales', nargs='+', type=float, default=[1.0],
-                        help='Scales of multi-scale inference.')
+    parser.add_argument('--scales', nargs='+', type=float, default=None,
+                        help='Scales of multi-scale inference (default: 1.0, '
+                             "or val.py's test_config.scales).")
     parser.add_argument('--flip_horizontal', action='store_true',
                         help='Also average the horizontally flipped image.')
     parser.add_argument('--flip_vertical', action='store_true',
                         help='Also average the vertically flipped image.')
-
-
-def add_engine_args(parser):
-    """--engine dygraph|inference|onnx and --enable_mkldnn (val.py, predict.py)."""
-    parser.add_argument('--engine', choices=['dygraph', 'inference', 'onnx'],
-                        default='dygraph',
-                        help='dygraph: the model of --config with the weights of '
-                             '--model_path; inference (Paddle Inference) or onnx '
-                             '(ONNX Runtime): the exported model of the folder '
-                             '--model_path (export.py --format paddle_legacy|paddle, '
-                             'or onnx). Default: dygraph.')
-    parser.add_argument('--enable_mkldnn', type=str2bool, default=True,
-                        metavar='true|false',
-                        help='oneDNN kernels of --engine inference on the CPU '
-                             '(default: true).')
 
 
 def add_precision_args(parser):
@@ -118,27 +109,6 @@ def add_precision_args(parser):
 def precision_of(args):
     """The precision that --fp16 / --precision ask for."""
     return 'fp16' if getattr(args, 'fp16', False) else getattr(args, 'precision', 'fp32')
-
-
-def setup_device(device=None, cpu_threads=None):
-    """Select the device and, on CPU, use every core (or ``cpu_threads``).
-
-    ``device`` is ``cpu``, ``gpu``, ``xpu``, ``npu`` (or another custom
-    device type), optionally ``:index``; None picks ``gpu`` when paddle is
-    built with CUDA and sees a GPU, else ``cpu``. A device this PaddlePaddle
-    build cannot use (``gpu`` on a CPU-only build, ``xpu`` without XPU
-    support, ``npu`` without its plugin, none visible) raises one
-    :class:`~paddleseg.errors.ConfigError` line naming it
-    (:func:`paddleseg.utils.dist.resolve_device`).
-
-    Returns:
-        int|None: The CPU thread count set (see ``set_cpu_threads``).
-    """
-    import paddle
-    from paddleseg.utils.dist import resolve_device
-    from paddleseg.utils.env import set_cpu_threads
-    paddle.set_device(resolve_device(device))
-    return set_cpu_threads(cpu_threads)
 
 
 @contextlib.contextmanager
@@ -168,74 +138,3 @@ def user_errors(debug=False, prog=None):
         signum = getattr(exc, 'signum', signal.SIGINT)
         print('{}: {}'.format(prog, str(exc) or 'interrupted'), file=sys.stderr)
         sys.exit(128 + int(signum))
-
-
-def without_pretrained(cfg):
-    """Drop ``pretrained`` from the model and its backbone: val.py and
-    predict.py load a whole trained model, so fetching ImageNet weights
-    first would be wasted (and needs the network)."""
-    model = cfg.get('model') or {}
-    model.pop('pretrained', None)
-    if isinstance(model.get('backbone'), dict):
-        model['backbone'].pop('pretrained', None)
-    return cfg
-
-
-def build_for_inference(args, dataset_key=None):
-    """Load and check the config, build the model, load ``--model_path``
-    (with ``--engine inference|onnx``: the export there, see
-    :func:`load_exported`).
-
-    Returns:
-        tuple: ``(cfg, model, dataset or None)``.
-    """
-    from paddleseg.cvlibs import config_builder as builder
-    from paddleseg.cvlibs.config import load_and_check
-    from paddleseg.utils.checkpoint import load_entire_model
-    cfg = without_pretrained(load_and_check(args.config, opts=args.opts,
-                                            for_training=False))
-    threads = setup_device(args.device, args.cpu_threads)
-    engine = getattr(args, 'engine', 'dygraph')
-    if engine == 'dygraph':
-        model = builder.build_model(cfg, args.config)
-        load_entire_model(model, args.model_path)
-    else:
-        model = load_exported(args, cfg, threads)
-    dataset = builder.build_dataset(cfg, dataset_key, args.config) \
-        if dataset_key else None
-    return cfg, model, dataset
-
-
-def export_transforms(cfg):
-    """``(key, specs)``: the transforms an export carries in deploy.yaml,
-    the config's ``export.transforms`` if given, else ``val_dataset``'s
-    (``[]`` when neither has any)."""
-    key = 'export' if (cfg.get('export') or {}).get('transforms') else 'val_dataset'
-    return key, (cfg.get(key) or {}).get('transforms') or []
-
-
-def load_exported(args, cfg, cpu_threads=None):
-    """The :class:`~paddleseg.core.engine.EngineModel` of ``--model_path``
-    for ``--engine``, on the device set; warns when the export's
-    normalisation differs from the config's eval transforms."""
-    import paddle
-    from paddleseg.core.engine import EngineModel
-    precision = precision_of(args)
-    model = EngineModel(args.model_path, args.engine, device=paddle.get_device(),
-                        cpu_threads=cpu_threads,
-                        use_onednn=getattr(args, 'enable_mkldnn', True),
-                        precision=precision,
-                        num_classes=(cfg.get('model') or {}).get('num_classes') or
-                        (cfg.get('val_dataset') or {}).get('num_classes'))
-    exported = model.deploy.get('transforms')
-    _, wanted = export_transforms(cfg)
-    if exported is not None and wanted and exported != wanted:
-        from paddleseg.utils import logger
-        logger.warning('{}/deploy.yaml: its transforms differ from the eval '
-                       'transforms of {}, which this run applies'.format(
-                           args.model_path, args.config))
-    if getattr(args, 'amp_level', 'O1') == 'O2' and precision == 'fp16':
-        from paddleseg.utils import logger
-        logger.warning('--amp_level O2 is for dygraph; --engine {} runs the '
-                       'exported program in {}'.format(args.engine, model.precision))
-    return model
