@@ -9,17 +9,17 @@ of :class:`paddleseg.cvlibs.Config` (private; use ``Config``).
 The ``(from ...)`` part appears when the key was set somewhere other than
 ``<path>`` itself (a ``_base_`` file, ``--opts``, ``--iters``), as recorded
 by :func:`paddleseg.cvlibs._parser.load_config_with_sources`. The path
-goes in front through :func:`paddleseg.cvlibs.schema.errors_of`.
+goes in front through :func:`paddleseg.cvlibs._keys.errors_of`.
 """
 
 import os
 import re
 
+from paddleseg.cvlibs._keys import (dataset_num_classes, errors_of, join_key,
+                                    required_problem, resolve_component)
 from paddleseg.cvlibs.schema import (RETIRED_KEYS, SECTIONS, accepted_args,
-                                     dataset_num_classes, did_you_mean,
-                                     errors_of, is_positive_int, join_key,
-                                     registry_for, required_problem,
-                                     required_sections, resolve_component,
+                                     did_you_mean, is_positive_int,
+                                     registry_for, required_sections,
                                      section_problem, supplied_args)
 from paddleseg.errors import ConfigError
 

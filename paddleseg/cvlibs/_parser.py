@@ -30,9 +30,9 @@ import os
 
 import yaml
 
+from paddleseg.cvlibs._keys import join_key, resolve_component, split_key
 from paddleseg.cvlibs.schema import (LEGACY_LR_MESSAGE, SECTIONS,
-                                     accepted_args, did_you_mean, join_key,
-                                     resolve_component, split_key)
+                                     accepted_args, did_you_mean)
 from paddleseg.errors import ConfigError
 
 __all__ = ['BASE_KEY', 'INHERIT_KEY', 'load_config',

@@ -21,16 +21,16 @@ section holds are declared once in :mod:`paddleseg.cvlibs.schema`.
 
 Errors are :class:`~paddleseg.errors.ConfigError` with the message
 ``'<path>: <dotted.key>: <what is wrong>'`` (the path put in front by
-:func:`schema.errors_of`).
+:func:`._keys.errors_of`).
 """
 
 from functools import cached_property
 
-from paddleseg.cvlibs import schema
-from paddleseg.cvlibs.schema import (SECTIONS, accepted_args, errors_of,
-                                     join_key, loss_problem, registry_for,
-                                     required_problem, resolve_component,
-                                     split_key)
+from paddleseg.cvlibs import _keys
+from paddleseg.cvlibs._keys import (errors_of, join_key, required_problem,
+                                    resolve_component, split_key)
+from paddleseg.cvlibs.schema import (SECTIONS, accepted_args, loss_problem,
+                                     registry_for)
 from paddleseg.errors import ConfigError
 
 __all__ = ['SegBuilder', 'build_component']
@@ -106,12 +106,12 @@ def _build_section(cfg, name, supplied=None):
 
 def build_model(cfg, path=None):
     """Build ``cfg['model']``. When the spec has no ``num_classes`` and the
-    model takes one, the datasets' is passed (:func:`schema.num_classes`,
+    model takes one, the datasets' is passed (:func:`._keys.num_classes`,
     :attr:`Config.num_classes`)."""
     with errors_of(path):
         spec = cfg['model']
         extra = {}
-        num_classes = schema.num_classes(cfg)
+        num_classes = _keys.num_classes(cfg)
         if 'num_classes' not in spec and num_classes:
             accepted = accepted_args(resolve_component(
                 spec.get('type'), ('model',), SECTIONS['model'].registry))
@@ -207,7 +207,7 @@ class SegBuilder:
 
     def require(self, *keys, needed_for=None):
         """Raise when the config lacks one of the dotted ``keys``: the one
-        required-key check after loading (:func:`schema.required_problem`).
+        required-key check after loading (:func:`._keys.required_problem`).
 
         Args:
             needed_for (str, optional): Said after ``is required``; default:

@@ -13,7 +13,7 @@ scripts build through both::
 
 import yaml
 
-from paddleseg.cvlibs import schema
+from paddleseg.cvlibs import _keys
 from paddleseg.cvlibs._checker import check_config
 from paddleseg.cvlibs._parser import (apply_cli_args, apply_opts,
                                       load_config_with_sources)
@@ -58,7 +58,7 @@ class Config:
                  opts=None, *, for_training=False):
         self.path = path
         self.dic, self.sources = load_config_with_sources(path)
-        with schema.errors_of(path):
+        with _keys.errors_of(path):
             apply_cli_args(self.dic, iters=iters, batch_size=batch_size,
                            learning_rate=learning_rate, sources=self.sources)
             apply_opts(self.dic, opts or [], sources=self.sources)
@@ -96,8 +96,8 @@ class Config:
         """The number of classes: the model's ``num_classes``, else the
         training dataset's, else the evaluation dataset's (a spec's
         ``num_classes`` or its class's ``NUM_CLASSES``); None when none
-        says (:func:`schema.num_classes`)."""
-        return schema.num_classes(self.dic)
+        says (:func:`._keys.num_classes`)."""
+        return _keys.num_classes(self.dic)
 
     @property
     def export_transforms(self):
