@@ -25,8 +25,11 @@ reports the status of the first failed rank in rank order).
 import argparse
 import sys
 
-from paddleseg.cli.args import add_common_args, add_inference_args, user_errors
+from paddleseg.cli.args import (add_common_args, add_inference_args, hide_known_warnings,
+                                user_errors)
 from paddleseg.cli.engine_args import add_engine_args
+
+hide_known_warnings()
 
 
 def parse_args(argv=None):

@@ -16,8 +16,10 @@ import argparse
 import os
 import sys
 
-from paddleseg.cli.args import (add_common_args, add_precision_args, precision_of,
-                                str2bool, user_errors)
+from paddleseg.cli.args import (add_common_args, add_precision_args, hide_known_warnings,
+                                precision_of, str2bool, user_errors)
+
+hide_known_warnings()
 
 EXIT_STALLED = 124
 """Exit status when a training step makes no progress for --stall_timeout
@@ -124,7 +126,8 @@ def run(args):
         seed_everything(args.seed)
     model = builder.model
     train_dataset = builder.train_dataset
-    val_dataset = builder.val_dataset if args.do_eval else None
+    # --do_eval without a val_dataset trains without evaluating, as before
+    val_dataset = builder.val_dataset if args.do_eval and cfg.val_dataset_cfg else None
     losses, optimizer = builder.loss, builder.optimizer
     with stall_watchdog(args.stall_timeout, rank) as watchdog:
         train(model, train_dataset, losses=losses, optimizer=optimizer,

@@ -17,8 +17,10 @@ import argparse
 import json
 
 from paddleseg.cli.args import (add_common_args, add_inference_args,
-                                add_precision_args, user_errors)
+                                add_precision_args, hide_known_warnings, user_errors)
 from paddleseg.cli.engine_args import add_engine_args
+
+hide_known_warnings()
 
 
 def parse_args(argv=None):

@@ -26,14 +26,19 @@ from paddleseg.errors import SegError
 
 __all__ = ['EXIT_USER_ERROR', 'str2bool', 'one_line_errors', 'add_common_args',
            'add_inference_args', 'add_precision_args', 'precision_of',
-           'user_errors']
+           'user_errors', 'hide_known_warnings']
 
 EXIT_USER_ERROR = 2
 
-# paddle's BatchNorm warns on every training run that it tracks the running
-# statistics, which it always did; it is noise on stderr.
-warnings.filterwarnings(
-    'ignore', message='When training, we now always track global mean and variance')
+
+
+def hide_known_warnings():
+    """Hide the warnings that are noise on an entry script's stderr:
+    paddle's BatchNorm says on every training run that it tracks the running
+    statistics, which it always did. For the entry scripts, which own their
+    process; importing this module changes no filter."""
+    warnings.filterwarnings(
+        'ignore', message='When training, we now always track global mean and variance')
 
 
 def str2bool(value):
