@@ -706,6 +706,21 @@ def test_test_config_keys_are_evaluate_keyword_arguments(valid):
     check_config(cfg, 'exp.yml')
 
 
+def test_the_declared_test_config_keys_are_evaluate_s_keyword_arguments():
+    """The schema declares test_config's keys (it imports no paddleseg.core):
+    they are the keyword arguments of paddleseg.core.evaluate but the ones
+    its caller supplies."""
+    from paddleseg import core
+    from paddleseg.cvlibs.schema import SECTIONS, TEST_CONFIG_KEYS
+    section = SECTIONS['test_config']
+    params = inspect.signature(core.evaluate).parameters
+    keywords = {name for name, param in params.items()
+                if param.default is not param.empty}
+    assert section.keys == TEST_CONFIG_KEYS
+    assert set(section.supplied) <= set(params)
+    assert set(TEST_CONFIG_KEYS) == keywords - set(section.supplied)
+
+
 @pytest.mark.parametrize('key', ['num_workers', 'precision', 'on_prediction',
                                  'eval_dataset'])
 def test_test_config_keys_the_caller_passes_are_rejected(valid, key):
