@@ -234,4 +234,10 @@ def test_val_py_applies_the_test_config_of_the_yaml_and_flags_override_it(
     assert np.array_equal(overridden, direct(is_slide=True, crop_size=[64, 64],
                                              stride=[64, 64]))
     assert not np.array_equal(overridden, windows)
+    # --aug_eval given, --scales not: the config's scales stand
+    scaled = write_tiny_config(str(tiny['base'] / 'scaled.yml'), tiny['root'],
+                               extra='test_config: {scales: [0.5, 1.0]}\n')
+    multi = val_py(scaled, '--aug_eval')
+    assert np.array_equal(multi, direct(aug_eval=True, scales=[0.5, 1.0]))
+    assert not np.array_equal(multi, whole)
     capsys.readouterr()

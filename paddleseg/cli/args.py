@@ -84,7 +84,9 @@ def add_common_args(parser):
 
 
 def add_inference_args(parser):
-    """The whole/slide/multi-scale inference flags of val.py and predict.py."""
+    """The whole/slide/multi-scale inference flags of val.py and predict.py
+    (their defaults are None or False, so that val.py can tell a flag given,
+    which overrides the config's ``test_config``, from one not given)."""
     parser.add_argument('--is_slide', action='store_true',
                         help='Sliding-window inference.')
     parser.add_argument('--crop_size', nargs=2, type=int, default=None,
@@ -92,8 +94,8 @@ def add_inference_args(parser):
     parser.add_argument('--stride', nargs=2, type=int, default=None,
                         metavar=('W', 'H'), help='Sliding window step.')
     parser.add_argument('--scales', nargs='+', type=float, default=None,
-                        help='Scales of multi-scale inference (default: 1.0, '
-                             "or val.py's test_config.scales).")
+                        help='Scales of multi-scale inference (default: 1.0; '
+                             "val.py: the config's test_config.scales).")
     parser.add_argument('--flip_horizontal', action='store_true',
                         help='Also average the horizontally flipped image.')
     parser.add_argument('--flip_vertical', action='store_true',
