@@ -3,6 +3,10 @@
     python val.py --config configs/pointrendfpn/pointrend_resnet101_os8_cityscapes_512×1024_80k.yml \
         --model_path output/best_model/model.pdparams
 
+The config's ``test_config`` (``is_slide``, ``crop_size``, ``stride``,
+``aug_eval``, ``scales``, ``flip_horizontal``, ``flip_vertical``) applies; a
+flag given (``--is_slide``, ``--crop_size``, ...) overrides it.
+
 The exported model instead (``export.py``): ``--engine inference`` (Paddle
 Inference, oneDNN on the CPU unless ``--enable_mkldnn false``) or ``--engine
 onnx`` (ONNX Runtime), ``--model_path`` the export's folder; the metrics are

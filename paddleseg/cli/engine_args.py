@@ -1,5 +1,7 @@
 """The ``--engine`` flags of val.py and predict.py and the exported model
-they load (the deploy stream's module; moved here from utils/cli.py as is).
+they load (moved from utils/cli.py; :func:`load_exported` takes the
+:class:`~paddleseg.cvlibs.Config` and reads ``cfg.num_classes`` and
+``cfg.export_transforms``).
 """
 
 from paddleseg.cli.args import precision_of, str2bool

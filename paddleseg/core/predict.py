@@ -5,7 +5,9 @@ weights file itself); :func:`predict_images` is the one predict.py uses,
 for a model whose weights are loaded.
 
 Under ``paddle.distributed.launch`` each rank predicts its own share of the
-images (:func:`paddleseg.core.val.shard`), so each is written once.
+images (:func:`paddleseg.core.val.shard`), so each is written once. The
+image lists come from :func:`paddleseg.utils.images.collect_images`
+(importable from here too, as before).
 """
 
 import os
