@@ -18,8 +18,8 @@ entries are dynamic.
 
 import argparse
 
+from paddleseg.cli.args import add_common_args, user_errors
 from paddleseg.deploy.deploy_file import DEFAULT_FORMAT, FORMATS, OUTPUT_OPS
-from paddleseg.utils.cli import add_common_args, user_errors
 
 
 def parse_args(argv=None):
@@ -52,11 +52,9 @@ def main(argv=None):
 
 
 def run(args):
-    from paddleseg.cli.engine_args import export_transforms
-    from paddleseg.cvlibs import config_builder as builder
+    from paddleseg.cli.build import build_for_inference
     from paddleseg.deploy import check_format, export, parse_input_shape
     from paddleseg.errors import ConfigError
-    from paddleseg.utils.cli import build_for_inference
     from paddleseg.utils.env import tune_process
     try:
         parse_input_shape(args.input_shape)
@@ -67,9 +65,9 @@ def run(args):
     except ImportError as exc:  # paddle2onnx missing: say so before the work
         raise ConfigError('--format {}: {}'.format(args.format, exc)) from None
     tune_process(training=False)  # MKL's fast path on AMD, before the first kernel
-    cfg, model, _ = build_for_inference(args)
-    key, transforms = export_transforms(cfg)
-    builder.build_transforms(cfg, key)  # a bad one fails now, not at deployment
+    builder, model = build_for_inference(args)
+    builder.export_transforms  # noqa: B018  built now: a bad one fails here, not at deployment
+    _, transforms = builder.config.export_transforms
     return export(model, args.save_dir, args.input_shape, args.output_op,
                   transforms, format=args.format)
 

@@ -25,8 +25,11 @@ reports the status of the first failed rank in rank order).
 import argparse
 import sys
 
+from paddleseg.cli.args import (add_common_args, add_inference_args, hide_known_warnings,
+                                user_errors)
 from paddleseg.cli.engine_args import add_engine_args
-from paddleseg.utils.cli import add_common_args, add_inference_args, user_errors
+
+hide_known_warnings()
 
 
 def parse_args(argv=None):
@@ -67,31 +70,28 @@ def main(argv=None):
 
 def run(args):
     import paddle
-    from paddleseg.core.predict import collect_images, predict_images
-    from paddleseg.cvlibs import config_builder as builder
+    from paddleseg.cli.build import build_for_inference
+    from paddleseg.core.predict import predict_images
     from paddleseg.errors import ConfigError
     from paddleseg.transforms import Compose
+    from paddleseg.utils.cityscapes import NUM_TRAIN_IDS
     from paddleseg.utils.env import tune_process
-    from paddleseg.utils.cli import build_for_inference
+    from paddleseg.utils.images import collect_images
     images, image_dir = collect_images(args.image_path)
     tune_process(training=False)  # MKL's fast path on AMD, before the first kernel
-    cfg, model, _ = build_for_inference(args)
-    if args.save_cityscapes and getattr(model, 'num_classes', None) != 19:
-        raise ConfigError('--save_cityscapes needs a model of the 19 Cityscapes '
+    builder, model = build_for_inference(args)
+    if args.save_cityscapes and getattr(model, 'num_classes', None) != NUM_TRAIN_IDS:
+        raise ConfigError('--save_cityscapes needs a model of the {} Cityscapes '
                           'train classes; this one has {}'.format(
-                              getattr(model, 'num_classes', None)))
+                              NUM_TRAIN_IDS, getattr(model, 'num_classes', None)))
     if args.engine != 'dygraph':
         model.check_inference(aug=args.aug_pred, is_slide=args.is_slide)
-    spec = cfg.get('val_dataset') or {}
-    if 'transforms' not in spec:
-        raise ConfigError('{}: val_dataset.transforms: missing (predict.py uses '
-                          'the eval transforms)'.format(args.config))
-    transforms = Compose([
-        builder.build_component(t, 'val_dataset.transforms.{}'.format(i))
-        for i, t in enumerate(spec['transforms'])])
+    builder.require('val_dataset.transforms',
+                    needed_for=' (predict.py uses the eval transforms)')
+    transforms = Compose(builder.val_transforms)
     result = predict_images(model, transforms, images, args.save_dir, image_dir,
                             num_classes=getattr(model, 'num_classes', None),
-                            aug_pred=args.aug_pred, scales=args.scales,
+                            aug_pred=args.aug_pred, scales=args.scales or 1.0,
                             flip_horizontal=args.flip_horizontal,
                             flip_vertical=args.flip_vertical, is_slide=args.is_slide,
                             stride=args.stride, crop_size=args.crop_size,

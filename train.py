@@ -16,7 +16,10 @@ import argparse
 import os
 import sys
 
-from paddleseg.utils.cli import add_common_args, str2bool, user_errors
+from paddleseg.cli.args import (add_common_args, add_precision_args, hide_known_warnings,
+                                precision_of, str2bool, user_errors)
+
+hide_known_warnings()
 
 EXIT_STALLED = 124
 """Exit status when a training step makes no progress for --stall_timeout
@@ -49,10 +52,7 @@ def parse_args(argv=None):
     p.add_argument('--use_vdl', action='store_true',
                    help='Write VisualDL logs to <save_dir>/vdl.')
     p.add_argument('--seed', type=int, default=None, help='Random seed.')
-    p.add_argument('--fp16', action='store_true',
-                   help='Mixed precision (GPU); same as --precision fp16.')
-    p.add_argument('--precision', choices=['fp32', 'fp16'], default='fp32')
-    p.add_argument('--amp_level', choices=['O1', 'O2'], default='O1')
+    add_precision_args(p)
     p.add_argument('--data_format', choices=['NCHW', 'NHWC'], default='NCHW',
                    help='Only NCHW is supported by PointRend.')
     p.add_argument('--warmup', type=str2bool, default=None, metavar='BOOL',
@@ -107,44 +107,40 @@ def main(argv=None):
 
 
 def run(args):
-    import paddleseg
+    import paddleseg  # noqa: F401  (registers the components)
+    from paddleseg.cli.build import config_from_args, setup_device
     from paddleseg.core import train
-    from paddleseg.cvlibs import config_builder as builder
-    from paddleseg.cvlibs.config import load_and_check
+    from paddleseg.cvlibs import SegBuilder
     from paddleseg.errors import ConfigError
-    from paddleseg.utils.cli import setup_device
-    from paddleseg.utils.env import init_distributed, seed_everything, tune_process
+    from paddleseg.utils.dist import init_distributed
+    from paddleseg.utils.env import seed_everything, tune_process
 
     if args.data_format != 'NCHW':
         raise ConfigError('--data_format: PointRend supports only NCHW')
-    opts = warmup_opts(args) + (args.opts or [])
-    cfg = load_and_check(args.config, opts=opts, iters=args.iters,
-                         batch_size=args.batch_size,
-                         learning_rate=args.learning_rate)
+    cfg = config_from_args(args, for_training=True, opts=warmup_opts(args))
+    builder = SegBuilder(cfg)
     setup_device(args.device, args.cpu_threads)
     # before the first kernel: MKL's code path, OpenMP's idle threads, malloc
     tune_process(training=True)
     rank, _ = init_distributed()
     if args.seed is not None:  # the initial weights too
         seed_everything(args.seed)
-    model = builder.build_model(cfg, args.config)
-    train_dataset = builder.build_dataset(cfg, 'train_dataset', args.config)
-    val_dataset = builder.build_dataset(cfg, 'val_dataset', args.config) \
-        if args.do_eval else None
-    losses = builder.build_losses(cfg, args.config)
-    lr = builder.build_lr_scheduler(cfg, cfg['iters'], args.config)
-    optimizer = builder.build_optimizer(cfg, model, lr, args.config)
+    model = builder.model
+    train_dataset = builder.train_dataset
+    # --do_eval without a val_dataset trains without evaluating, as before
+    val_dataset = builder.val_dataset if args.do_eval and cfg.val_dataset_cfg else None
+    losses, optimizer = builder.loss, builder.optimizer
     with stall_watchdog(args.stall_timeout, rank) as watchdog:
         train(model, train_dataset, losses=losses, optimizer=optimizer,
-              iters=cfg['iters'], batch_size=cfg['batch_size'],
+              iters=cfg.iters, batch_size=cfg.batch_size,
               val_dataset=val_dataset, save_dir=args.save_dir,
               save_interval=args.save_interval, log_iters=args.log_iters,
               num_workers=args.num_workers, use_vdl=args.use_vdl,
               keep_checkpoint_max=args.keep_checkpoint_max, do_eval=args.do_eval,
               resume_model=args.resume_model,
-              precision='fp16' if args.fp16 else args.precision,
+              precision=precision_of(args),
               amp_level=args.amp_level, seed=args.seed, nan_policy=args.nan_policy,
-              eval_kwargs=cfg.get('test_config') or {},
+              eval_kwargs=cfg.test_config,
               eval_interval=args.eval_interval, watchdog=watchdog)
 
 

@@ -3,6 +3,10 @@
     python val.py --config configs/pointrendfpn/pointrend_resnet101_os8_cityscapes_512×1024_80k.yml \
         --model_path output/best_model/model.pdparams
 
+The config's ``test_config`` (``is_slide``, ``crop_size``, ``stride``,
+``aug_eval``, ``scales``, ``flip_horizontal``, ``flip_vertical``) applies; a
+flag given (``--is_slide``, ``--crop_size``, ...) overrides it.
+
 The exported model instead (``export.py``): ``--engine inference`` (Paddle
 Inference, oneDNN on the CPU unless ``--enable_mkldnn false``) or ``--engine
 onnx`` (ONNX Runtime), ``--model_path`` the export's folder; the metrics are
@@ -16,9 +20,11 @@ the metrics of the whole set and writes ``--save_json``.
 import argparse
 import json
 
+from paddleseg.cli.args import (add_common_args, add_inference_args,
+                                add_precision_args, hide_known_warnings, user_errors)
 from paddleseg.cli.engine_args import add_engine_args
-from paddleseg.utils.cli import (add_common_args, add_inference_args,
-                                 add_precision_args, user_errors)
+
+hide_known_warnings()
 
 
 def parse_args(argv=None):
@@ -86,30 +92,25 @@ def main(argv=None):
 
 
 def run(args):
+    from paddleseg.cli.args import precision_of
+    from paddleseg.cli.build import build_for_inference, eval_kwargs
     from paddleseg.core import amp, evaluate_details
-    from paddleseg.core.val import details_kwargs, resolve_precision
-    from paddleseg.utils.cli import build_for_inference, precision_of
-    from paddleseg.utils.env import init_distributed, tune_process
+    from paddleseg.core.val import resolve_precision
+    from paddleseg.utils.dist import init_distributed
+    from paddleseg.utils.env import tune_process
     tune_process(training=False)  # MKL's fast path on AMD, before the first kernel
-    cfg, model, dataset = build_for_inference(args, 'val_dataset')
+    builder, model = build_for_inference(args)
+    dataset = builder.val_dataset
     rank, _ = init_distributed()
+    test_config = eval_kwargs(args, builder.config)
     if args.engine == 'dygraph':
         precision = resolve_precision(precision_of(args), args.amp_level)
         # O2: fp16 weights, cast once (normalisation layers stay fp32)
         model, _ = amp.prepare(model, None, precision, args.amp_level)
     else:  # the exported program runs in the precision it was loaded with
         precision = 'fp32'
-        model.check_inference(aug=args.aug_eval, is_slide=args.is_slide or bool(
-            (cfg.get('test_config') or {}).get('is_slide')))
-    if dataset is None:
-        from paddleseg.errors import ConfigError
-        raise ConfigError('{}: val_dataset: missing'.format(args.config))
-    test_config = details_kwargs(cfg.get('test_config'))
-    test_config.update({k: v for k, v in dict(
-        aug_eval=args.aug_eval or None, scales=args.scales if args.aug_eval else None,
-        flip_horizontal=args.flip_horizontal or None,
-        flip_vertical=args.flip_vertical or None, is_slide=args.is_slide or None,
-        crop_size=args.crop_size, stride=args.stride).items() if v is not None})
+        model.check_inference(aug=test_config.get('aug_eval', False),
+                              is_slide=test_config.get('is_slide', False))
     writer = None
     if args.save_cityscapes:
         from paddleseg.utils.cityscapes import NUM_TRAIN_IDS, CityscapesWriter

@@ -103,7 +103,7 @@ def setup(args):
     if args.side == 'ours':
         # what train.py / val.py / predict.py do: device and threads
         sys.path.insert(0, ROOT)
-        from paddleseg.utils.cli import setup_device
+        from paddleseg.cli.build import setup_device
         from paddleseg.utils.env import tune_host_allocator
         setup_device(args.device, args.threads)
         if args.device == 'cpu' and args.mmap_threshold >= 0:

@@ -1,7 +1,12 @@
 """PointRend-Paddle's own PaddleSeg-style toolkit.
 
-Importing the package registers every component (models, backbones,
-datasets, transforms, losses) in :mod:`paddleseg.cvlibs.manager`. It sets no
+Importing the package registers the components (models, backbones,
+datasets, transforms, losses) in :mod:`paddleseg.cvlibs.manager`; the
+optimizers and learning-rate schedules register with
+:mod:`paddleseg.optimizers`, which the config layer imports.
+:class:`paddleseg.cvlibs.Config` and ``SegBuilder`` build them from a
+config, :mod:`paddleseg.core` trains, evaluates and predicts, and
+:mod:`paddleseg.cli` is the entry scripts' command line. It sets no
 environment variable and tunes nothing of the importing process; programs
 that own their process opt in to the CPU tuning with
 :func:`paddleseg.utils.env.tune_process`.

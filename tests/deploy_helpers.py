@@ -11,7 +11,7 @@ from PIL import Image
 
 def deploy_transforms(deploy):
     """The Compose of ``Deploy.transforms``, built as predict.py builds its own."""
-    from paddleseg.cvlibs import config_builder as builder
+    from paddleseg.cvlibs import builder
     from paddleseg.transforms import Compose
     return Compose([builder.build_component(dict(t), 'Deploy.transforms.{}'.format(i))
                     for i, t in enumerate(deploy['transforms'])])

@@ -23,10 +23,9 @@ import paddle
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from paddleseg.core import train  # noqa: E402
-from paddleseg.cvlibs import config_builder as builder  # noqa: E402
-from paddleseg.cvlibs.config import load_and_check  # noqa: E402
-from paddleseg.utils.cli import setup_device  # noqa: E402
-from paddleseg.utils.env import init_distributed  # noqa: E402
+from paddleseg.cli.build import setup_device  # noqa: E402
+from paddleseg.cvlibs import Config, builder  # noqa: E402
+from paddleseg.utils.dist import init_distributed  # noqa: E402
 
 ITERS = 2
 
@@ -62,8 +61,8 @@ def _weights(model):
 
 
 def main(cfg_path, out, batch_size, global_bn=False):
-    cfg = load_and_check(cfg_path, opts=['batch_size={}'.format(batch_size),
-                                         'iters={}'.format(ITERS)])
+    cfg = Config(cfg_path, opts=['batch_size={}'.format(batch_size),
+                                 'iters={}'.format(ITERS)], for_training=True).dic
     setup_device('cpu')
     rank, _ = init_distributed()
     paddle.seed(0)  # the same initial weights in every run and on every rank

@@ -22,7 +22,7 @@ import paddle  # noqa: E402
 
 from paddleseg.errors import CheckpointError  # noqa: E402
 from paddleseg.utils import dist  # noqa: E402
-from paddleseg.utils.cli import setup_device  # noqa: E402
+from paddleseg.cli.build import setup_device  # noqa: E402
 
 
 def main(out, save_dir, resume):

@@ -94,12 +94,11 @@ def main(base):
     env0 = dict(os.environ)
     import paddleseg  # noqa: F401
     from paddleseg.core import train
-    from paddleseg.cvlibs import config_builder as builder, manager
-    from paddleseg.cvlibs.config import load_and_check
+    from paddleseg.cvlibs import Config, builder, manager
     manager.LOSSES.add_component(NaNLoss, name='NaNLoss')
     root = make_data(os.path.join(base, 'cs'))
     cfg_path = write_config(os.path.join(base, 'tiny.yml'), root, iters=3)
-    cfg = load_and_check(cfg_path)
+    cfg = Config(cfg_path, for_training=True).dic
     model = builder.build_model(cfg, cfg_path)
     model.eval()
     with paddle.no_grad():

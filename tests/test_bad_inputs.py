@@ -32,13 +32,12 @@ CLIS = {'train.py': train_cli, 'val.py': val_cli, 'predict.py': predict_cli}
 
 @pytest.fixture(scope='module')
 def env(tmp_path_factory):
-    from paddleseg.cvlibs import config_builder as builder
-    from paddleseg.cvlibs.config import load_and_check
+    from paddleseg.cvlibs import Config, SegBuilder
     from paddleseg.utils.checkpoint import save_checkpoint
     base = tmp_path_factory.mktemp('bad')
     root = make_data(base / 'cs')
     cfg = write_config(base / 'ok.yml', root)
-    model = builder.build_model(load_and_check(cfg))
+    model = SegBuilder(Config(cfg, for_training=True)).model
     weights = base / 'model.pdparams'
     paddle.save(model.state_dict(), str(weights))
     ckpt = base / 'ckpt'

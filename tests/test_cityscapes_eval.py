@@ -237,13 +237,12 @@ def oracle_model(gt, tmp_path_factory):
 @pytest.fixture(scope='module')
 def tiny_model(gt, tmp_path_factory):
     """A ResNet18_vd PointRendFPN with fixed random weights (no training)."""
-    from paddleseg.cvlibs import config_builder as builder
-    from paddleseg.cvlibs.config import load_and_check
+    from paddleseg.cvlibs import Config, SegBuilder
     root, _ = gt
     base = tmp_path_factory.mktemp('model')
     cfg_path = write_tiny_config(str(base / 'tiny.yml'), root)
     paddle.seed(7)
-    model = builder.build_model(load_and_check(cfg_path, for_training=False), cfg_path)
+    model = SegBuilder(Config(cfg_path)).model
     return cfg_path, write_model(str(base), model)
 
 

@@ -7,16 +7,22 @@ import textwrap
 import paddle
 import pytest
 
-from paddleseg.cvlibs import manager
-from paddleseg.cvlibs.config import load_and_check
-from paddleseg.cvlibs.config_builder import (build_component, build_dataset,
-                                             build_losses, build_lr_scheduler,
-                                             build_model, build_optimizer)
-from paddleseg.cvlibs.config_checker import check_config
-from paddleseg.cvlibs.config_parser import (apply_cli_args, apply_opts,
-                                            load_config,
-                                            load_config_with_sources)
+from paddleseg.cvlibs import Config, manager
+from paddleseg.cvlibs._checker import check_config
+from paddleseg.cvlibs._parser import (apply_cli_args, apply_opts, load_config,
+                                      load_config_with_sources)
+from paddleseg.cvlibs.builder import (build_component, build_dataset,
+                                      build_losses, build_lr_scheduler,
+                                      build_model, build_optimizer)
 from paddleseg.errors import ConfigError, UnknownComponentError
+
+
+def load_and_check(path, opts=None, iters=None, batch_size=None,
+                   for_training=True):
+    """The checked dict of ``Config`` (the training keys required unless
+    ``for_training`` is False)."""
+    return Config(path, batch_size=batch_size, iters=iters, opts=opts,
+                  for_training=for_training).dic
 
 
 # ------------------------------------------------ dummy components (unique)
@@ -700,6 +706,21 @@ def test_test_config_keys_are_evaluate_keyword_arguments(valid):
     check_config(cfg, 'exp.yml')
 
 
+def test_the_declared_test_config_keys_are_evaluate_s_keyword_arguments():
+    """The schema declares test_config's keys (it imports no paddleseg.core):
+    they are the keyword arguments of paddleseg.core.evaluate but the ones
+    its caller supplies."""
+    from paddleseg import core
+    from paddleseg.cvlibs.schema import SECTIONS, TEST_CONFIG_KEYS
+    section = SECTIONS['test_config']
+    params = inspect.signature(core.evaluate).parameters
+    keywords = {name for name, param in params.items()
+                if param.default is not param.empty}
+    assert section.keys == TEST_CONFIG_KEYS
+    assert set(section.supplied) <= set(params)
+    assert set(TEST_CONFIG_KEYS) == keywords - set(section.supplied)
+
+
 @pytest.mark.parametrize('key', ['num_workers', 'precision', 'on_prediction',
                                  'eval_dataset'])
 def test_test_config_keys_the_caller_passes_are_rejected(valid, key):
@@ -752,7 +773,7 @@ def test_checker_and_builder_report_a_bad_loss_alike(valid, loss, key):
 
 def test_every_section_is_declared_once_and_used_everywhere(valid):
     from paddleseg.cvlibs import schema
-    from paddleseg.cvlibs.config_builder import registry_for
+    from paddleseg.cvlibs._checker import registry_for
     assert registry_for is schema.registry_for
     for name, section in schema.SECTIONS.items():
         assert section.name == name
@@ -792,3 +813,59 @@ def test_a_resnet_vd_backbone_accepts_the_class_arguments_but_layers(valid):
         "'output_strid'; did you mean 'output_stride'?")
     cfg['model']['backbone'] = {'type': 'ResNet18_vd', 'layers': 50}
     assert "has no argument 'layers'" in check_error(cfg)
+
+
+def test_test_config_auc_roc_true_is_refused_by_the_schema(valid):
+    cfg = load_config(valid)
+    cfg['test_config'] = {'auc_roc': False}
+    check_config(cfg, 'exp.yml')
+    cfg['test_config'] = {'auc_roc': True}
+    assert check_error(cfg) == (
+        "exp.yml: test_config.auc_roc: true is not supported (it needs every "
+        "pixel's probabilities)")
+
+
+# --------------------------------------------------- Config and SegBuilder
+
+def test_one_required_key_check_for_the_checker_and_the_builder(valid):
+    from paddleseg.cvlibs import SegBuilder
+    cfg = Config(valid)
+    del cfg.dic['loss'], cfg.dic['val_dataset']
+    builder = SegBuilder(cfg)
+    assert error_of(lambda: builder.loss) == (
+        '{}: loss: is required for training'.format(valid))
+    assert error_of(lambda: builder.val_dataset) == (
+        '{}: val_dataset: is required'.format(valid))
+    assert error_of(builder.require, 'val_dataset.transforms',
+                    needed_for=' (predict.py uses the eval transforms)') == (
+        '{}: val_dataset.transforms: is required (predict.py uses the eval '
+        'transforms)'.format(valid))
+    check_config(cfg.dic, valid, for_training=False)
+    assert error_of(check_config, cfg.dic, valid) == (
+        '{}: loss: is required for training'.format(valid))
+
+
+def test_num_classes_has_one_rule(valid):
+    from paddleseg.cvlibs import SegBuilder
+    cfg = Config(valid)
+    assert cfg.num_classes == 19                        # _TestDataset.NUM_CLASSES
+    assert SegBuilder(cfg).model.num_classes == 19
+    del cfg.dic['train_dataset'], cfg.dic['val_dataset']
+    assert cfg.num_classes is None
+    cfg.dic['model']['num_classes'] = 7
+    assert cfg.num_classes == 7
+
+
+def test_export_transforms_are_export_s_else_val_dataset_s(valid):
+    from paddleseg.cvlibs import SegBuilder
+    cfg = Config(valid, opts=['val_dataset.transforms=[{type: _TestFlip}]'])
+    assert cfg.export_transforms == ('val_dataset', [{'type': '_TestFlip'}])
+    assert [type(t) for t in SegBuilder(cfg).export_transforms] == [_TestFlip]
+    cfg = Config(valid, opts=['export={transforms: [{type: _TestCrop}]}'])
+    assert cfg.export_transforms == ('export', [{'type': '_TestCrop'}])
+    assert [type(t) for t in SegBuilder(cfg).export_transforms] == [_TestCrop]
+    cfg.dic['export']['transforms'][0]['size'] = 1     # past the check
+    assert error_of(lambda: SegBuilder(cfg).export_transforms).startswith(
+        '{}: export.transforms.0: cannot build _TestCrop: '.format(valid))
+    del cfg.dic['export'], cfg.dic['val_dataset']
+    assert cfg.export_transforms == ('val_dataset', [])

@@ -6,9 +6,8 @@ import os
 import paddle
 import pytest
 
-from paddleseg.cvlibs import config_builder as builder
-from paddleseg.cvlibs.config import load_and_check
-from paddleseg.utils.cli import without_pretrained
+from paddleseg.cli.build import without_pretrained
+from paddleseg.cvlibs import Config, SegBuilder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(p for p in glob.glob(os.path.join(ROOT, 'configs', '**', '*.yml'),
@@ -24,11 +23,11 @@ def test_the_seed_config_exists_and_is_found():
 
 @pytest.mark.parametrize('path', CONFIGS, ids=lambda p: os.path.relpath(p, ROOT))
 def test_config_builds_and_forwards(path):
-    cfg = without_pretrained(load_and_check(path))
-    model = builder.build_model(cfg, path)
-    builder.build_losses(cfg, path)
-    lr = builder.build_lr_scheduler(cfg, cfg['iters'], path)
-    builder.build_optimizer(cfg, model, lr, path)
+    cfg = Config(path, for_training=True)
+    without_pretrained(cfg.dic)
+    builder = SegBuilder(cfg)
+    model = builder.model
+    assert builder.loss and builder.optimizer
     x = paddle.rand([1, 3, 64, 128])
     model.eval()
     with paddle.no_grad():
@@ -40,6 +39,10 @@ def test_config_builds_and_forwards(path):
     assert coarse.shape == [2, model.num_classes, 64, 64]
     assert point_logits.shape[:2] == [2, model.num_classes]
     assert points.shape == [2, point_logits.shape[2], 2]
+
+
+def load_and_check(path):
+    return Config(path, for_training=True).dic
 
 
 def test_the_seed_recipe():

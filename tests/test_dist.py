@@ -15,7 +15,7 @@ from robust_helpers import LAUNCH_ENV, ROOT, make_data, one_error_line, run_cli,
 from paddleseg.errors import ConfigError
 from paddleseg.utils import dist
 from paddleseg.utils.checkpoint import save_checkpoint
-from paddleseg.utils.cli import setup_device
+from paddleseg.cli.build import setup_device
 
 DRIVER = os.path.join(ROOT, 'tests', 'dist_resume_driver.py')
 

@@ -29,13 +29,12 @@ MODEL_FILES = {'paddle_legacy': 'model.pdmodel', 'paddle': 'model.json'}
 
 @pytest.fixture(scope='module')
 def tiny(tmp_path_factory):
-    from paddleseg.cvlibs import config_builder as builder
-    from paddleseg.cvlibs.config import load_and_check
+    from paddleseg.cvlibs import Config, SegBuilder
     base = tmp_path_factory.mktemp('export')
     os.makedirs(base / 'data')
     cfg = write_tiny_config(str(base / 'tiny.yml'), str(base / 'data'))
     paddle.seed(11)
-    model = builder.build_model(load_and_check(cfg, for_training=False), cfg)
+    model = SegBuilder(Config(cfg)).model
     model.eval()
     weights = str(base / 'model.pdparams')
     paddle.save(model.state_dict(), weights)

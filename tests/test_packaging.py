@@ -31,8 +31,8 @@ def _run(code, cwd, env):
 
 IMPORT_CHECK = """
     import importlib.util, sys
-    import paddleseg.cvlibs.config_builder as builder
-    assert 'lr_scheduler' not in sys.modules, 'config_builder imported lr_scheduler'
+    import paddleseg.cvlibs.builder as builder
+    assert 'lr_scheduler' not in sys.modules, 'the builder imported lr_scheduler'
     schedule = builder.resolve_component('PolynomialDecay', ('lr_scheduler',))
     from paddleseg.cvlibs import Config, SegBuilder, manager
     import lr_scheduler
@@ -146,3 +146,145 @@ def test_pip_install_editable_into_a_venv(tmp_path):
                 if line.startswith('Requires: ')]
     assert len(requires) == 1 and 'numpy' in requires[0]
     assert 'paddlepaddle' not in requires[0].lower()
+
+
+# -------------------------------------------------------------- layers, sizes
+
+LOWER_PACKAGES = ('models', 'cvlibs', 'utils', 'transforms', 'datasets',
+                  'optimizers')
+"""Below paddleseg.core: they never import it (nor cli, nor deploy)."""
+
+ABOVE = {'lower': ('paddleseg.core', 'paddleseg.cli', 'paddleseg.deploy'),
+         'core': ('paddleseg.cli', 'paddleseg.deploy')}
+
+
+def _modules(*parts):
+    for part in parts:
+        path = os.path.join(ROOT, 'paddleseg', part)
+        if path.endswith('.py'):
+            yield path
+            continue
+        for folder, _, files in os.walk(path):
+            yield from (os.path.join(folder, name) for name in sorted(files)
+                        if name.endswith('.py'))
+
+
+def _imported_names(path):
+    """Every module ``path`` imports (at any depth, also inside functions)
+    or names to importlib / __import__ as a constant string (a
+    ``'module:attr'`` string counts too)."""
+    import ast
+    tree = ast.parse(open(path, encoding='utf-8').read(), path)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            yield node.module
+            yield from ('{}.{}'.format(node.module, alias.name)
+                        for alias in node.names)
+        elif isinstance(node, ast.Call) and node.args and isinstance(
+                node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
+            func = node.func
+            name = getattr(func, 'attr', None) or getattr(func, 'id', None)
+            if name in ('import_module', '__import__', 'find_spec'):
+                yield node.args[0].value
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                and ':' in node.value and node.value.startswith('paddleseg.'):
+            yield node.value.partition(':')[0]
+
+
+def _offending(paths, forbidden):
+    """``'<file>: <module>'`` for each import of a ``forbidden`` package."""
+    return sorted('{}: {}'.format(os.path.relpath(path, ROOT), name)
+                  for path in paths for name in _imported_names(path)
+                  if any(name == f or name.startswith(f + '.') for f in forbidden))
+
+
+def test_layers_point_down_only():
+    lower = list(_modules(*LOWER_PACKAGES, 'errors.py'))
+    assert len(lower) > 40
+    assert _offending(lower, ABOVE['lower']) == []
+    assert _offending(_modules('core'), ABOVE['core']) == []
+
+
+def test_the_import_scan_sees_imports_inside_functions(tmp_path):
+    path = tmp_path / 'm.py'
+    path.write_text('def f():\n    from paddleseg.core.val import evaluate\n'
+                    "    importlib.import_module('paddleseg.core')\n"
+                    "R = 'paddleseg.core.val:evaluate'\n")
+    assert [line.split(': ')[1] for line in _offending([str(path)], ABOVE['lower'])] == [
+        'paddleseg.core', 'paddleseg.core.val', 'paddleseg.core.val',
+        'paddleseg.core.val.evaluate']
+
+
+REGISTRIES_ONLY = """
+    import sys
+    from paddleseg.cvlibs import manager
+    config_modules = [name for name in sys.modules if name.startswith(
+        ('paddleseg.optimizers', 'paddleseg.core', 'paddleseg.cvlibs.'))
+        and name != 'paddleseg.cvlibs.manager']
+    assert config_modules == [], config_modules
+    from paddleseg.cvlibs import Config, SegBuilder
+    assert 'sgd' in manager.OPTIMIZERS and 'PolynomialDecay' in manager.LR_SCHEDULERS
+    cfg = Config({path!r}, opts=['test_config={{is_slide: true, flip_vertical: true}}'],
+                 for_training=True)
+    assert SegBuilder(cfg).loss['coef']
+    try:
+        Config({path!r}, opts=['test_config={{is_slid: true}}'])
+    except Exception as exc:
+        assert 'paddleseg.core.val.evaluate has no argument' in str(exc), exc
+    else:
+        raise AssertionError('not refused')
+    core = [name for name in sys.modules if name.startswith('paddleseg.core')]
+    assert core == [], core
+    print('ok')
+"""
+
+
+def test_the_registries_import_no_config_module_and_the_config_no_core(tmp_path):
+    """``from paddleseg.cvlibs import manager`` (every component module
+    does it) imports neither Config, SegBuilder, the schema nor the
+    optimizers; checking and building a config with a ``test_config``
+    imports no paddleseg.core."""
+    path = os.path.join(ROOT, 'configs', 'pointrendfpn',
+                        'pointrend_resnet101_os8_cityscapes_512x1024_80k.yml')
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    result = _run(REGISTRIES_ONLY.format(path=path), tmp_path, env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith('ok')
+
+
+OWNED = ('cvlibs', 'cli', 'utils', 'core/val.py', 'core/predict.py')
+"""Modules held to the size rules here (the config stream's)."""
+
+
+def _code_lines(source, node):
+    """Lines of ``node`` that are neither blank, comments nor its docstring."""
+    import ast
+    first = node.body[0]
+    doc = set()
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) \
+            and isinstance(first.value.value, str):
+        doc = set(range(first.lineno, first.end_lineno + 1))
+    lines = source.splitlines()[node.lineno - 1:node.end_lineno]
+    return sum(1 for number, line in enumerate(lines, node.lineno)
+               if line.strip() and not line.strip().startswith('#')
+               and number not in doc)
+
+
+@pytest.mark.parametrize('path', [os.path.join(ROOT, name) for name in
+                                  ('train.py', 'val.py', 'predict.py')] +
+                         list(_modules(*OWNED)),
+                         ids=lambda path: os.path.relpath(path, ROOT))
+def test_module_and_function_sizes(path):
+    """At most 450 lines a module, 80 lines of code a function, and a
+    module docstring saying what the module owns."""
+    import ast
+    source = open(path, encoding='utf-8').read()
+    tree = ast.parse(source, path)
+    assert len(source.splitlines()) <= 450
+    assert ast.get_docstring(tree)
+    long = {node.name: _code_lines(source, node) for node in ast.walk(tree)
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and _code_lines(source, node) > 80}
+    assert long == {}

@@ -6,7 +6,7 @@ import numpy as np
 import paddle
 import pytest
 
-from paddleseg.cvlibs import config_builder as builder
+from paddleseg.cvlibs import builder
 from paddleseg.errors import CheckpointError
 from paddleseg.models.backbones import ResNet18_vd
 

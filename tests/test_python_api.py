@@ -190,3 +190,54 @@ def test_a_misspelled_test_config_key_stops_the_entry_scripts_first(
         "{}: error: {}: test_config.is_slid: paddleseg.core.val.evaluate has "
         "no argument 'is_slid'; did you mean 'is_slide'?".format(script, path)]
     assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.fixture(scope='module')
+def tiny_weights(tiny):
+    from tiny_data import seeded_model
+    path = str(tiny['base'] / 'seeded.pdparams')
+    paddle.save(seeded_model(tiny['path'], 3).state_dict(), path)
+    return path
+
+
+def test_val_py_applies_the_test_config_of_the_yaml_and_flags_override_it(
+        tiny, tiny_weights, capsys):
+    """val.py evaluates with the config's test_config (here sliding windows
+    of 32x32), as evaluate_details does with those arguments; a flag given
+    (--crop_size, --stride) overrides the config's value."""
+    import val as val_cli
+    from paddleseg.core.val import evaluate_details
+    plain = tiny['path']
+    slide = write_tiny_config(
+        str(tiny['base'] / 'slide.yml'), tiny['root'],
+        extra='test_config: {is_slide: true, crop_size: [32, 32], '
+              'stride: [32, 32]}\n')
+
+    def val_py(path, *flags):
+        return val_cli.run(val_cli.parse_args([
+            '--config', path, '--model_path', tiny_weights, '--device', 'cpu']
+            + list(flags)))['confusion']
+
+    def direct(**kwargs):
+        builder = SegBuilder(Config(plain))
+        model = builder.model
+        model.set_state_dict(paddle.load(tiny_weights))  # val.py's weights
+        return evaluate_details(model, builder.val_dataset, progress=False,
+                                print_detail=False, **kwargs)['confusion']
+
+    whole, windows = val_py(plain), val_py(slide)
+    assert np.array_equal(whole, direct())
+    assert np.array_equal(windows, direct(is_slide=True, crop_size=[32, 32],
+                                          stride=[32, 32]))
+    assert not np.array_equal(whole, windows)      # the test_config mattered
+    overridden = val_py(slide, '--crop_size', '64', '64', '--stride', '64', '64')
+    assert np.array_equal(overridden, direct(is_slide=True, crop_size=[64, 64],
+                                             stride=[64, 64]))
+    assert not np.array_equal(overridden, windows)
+    # --aug_eval given, --scales not: the config's scales stand
+    scaled = write_tiny_config(str(tiny['base'] / 'scaled.yml'), tiny['root'],
+                               extra='test_config: {scales: [0.5, 1.0]}\n')
+    multi = val_py(scaled, '--aug_eval')
+    assert np.array_equal(multi, direct(aug_eval=True, scales=[0.5, 1.0]))
+    assert not np.array_equal(multi, whole)
+    capsys.readouterr()

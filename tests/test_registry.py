@@ -6,8 +6,8 @@ import pytest
 
 from paddleseg import optimizers
 from paddleseg.cvlibs import manager
-from paddleseg.cvlibs.config_builder import (accepted_args, registry_for,
-                                             resolve_component)
+from paddleseg.cvlibs._keys import resolve_component
+from paddleseg.cvlibs.schema import accepted_args, registry_for
 from paddleseg.errors import ConfigError, UnknownComponentError
 
 

@@ -18,13 +18,12 @@ from robust_helpers import ROOT, make_data, one_error_line, run_cli, train_args,
 
 @pytest.fixture(scope='module')
 def env(tmp_path_factory):
-    from paddleseg.cvlibs import config_builder as builder
-    from paddleseg.cvlibs.config import load_and_check
+    from paddleseg.cvlibs import Config, SegBuilder
     base = tmp_path_factory.mktemp('untrusted')
     root = make_data(base / 'cs', n_train=1, n_val=1)
     cfg = write_config(base / 'tiny.yml', root)
     paddle.seed(7)
-    model = builder.build_model(load_and_check(cfg))
+    model = SegBuilder(Config(cfg, for_training=True)).model
     weights = base / 'model.pdparams'
     paddle.save(model.state_dict(), str(weights))
     return {'base': base, 'cfg': cfg, 'weights': str(weights),
@@ -121,17 +120,16 @@ def test_val_takes_safetensors_weights(env, capsys):
 def test_pretrained_takes_safetensors_from_a_path_or_a_url(env, server, monkeypatch):
     """``model.pretrained`` (whole model) from a local .safetensors file and
     ``model.backbone.pretrained`` from a .safetensors URL."""
-    from paddleseg.cvlibs import config_builder as builder
-    from paddleseg.cvlibs.config import load_and_check
+    from paddleseg.cvlibs import Config, SegBuilder
     from paddleseg.utils.checkpoint import save_safetensors
     local = save_safetensors(env['arrays'], str(env['base'] / 'whole.safetensors'))
     backbone = {k[len('backbone.'):]: v for k, v in env['arrays'].items()
                 if k.startswith('backbone.')}
     save_safetensors(backbone, str(server.root / 'r18.safetensors'))
     monkeypatch.setenv('SEG_CACHE_DIR', str(env['base'] / 'cache'))
-    cfg = load_and_check(env['cfg'], opts=['model.pretrained=' + local])
-    _assert_state(builder.build_model(cfg).state_dict(), env['arrays'])
-    cfg = load_and_check(env['cfg'], opts=[
-        'model.backbone.pretrained={}/r18.safetensors'.format(server.url)])
-    _assert_state(builder.build_model(cfg).backbone.state_dict(), backbone)
+    cfg = Config(env['cfg'], opts=['model.pretrained=' + local], for_training=True)
+    _assert_state(SegBuilder(cfg).model.state_dict(), env['arrays'])
+    cfg = Config(env['cfg'], opts=[
+        'model.backbone.pretrained={}/r18.safetensors'.format(server.url)], for_training=True)
+    _assert_state(SegBuilder(cfg).model.backbone.state_dict(), backbone)
     assert server.requests == ['/r18.safetensors']

@@ -80,11 +80,11 @@ def seeded_model(cfg_path, seed):
     """The model of the config at ``cfg_path`` with the initial weights
     ``paddle.seed(seed)`` gives (no pretrained download), in eval mode."""
     import paddle
-    from paddleseg.cvlibs import config_builder as builder
-    from paddleseg.cvlibs.config import load_and_check
-    from paddleseg.utils.cli import without_pretrained
+    from paddleseg.cli.build import without_pretrained
+    from paddleseg.cvlibs import Config, SegBuilder
     paddle.seed(seed)
-    model = builder.build_model(
-        without_pretrained(load_and_check(cfg_path, for_training=False)), cfg_path)
+    cfg = Config(cfg_path)
+    without_pretrained(cfg.dic)
+    model = SegBuilder(cfg).model
     model.eval()
     return model

@@ -18,7 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:  # run as `python utils/convert_weights.py`
     sys.path.insert(0, ROOT)
 
-from paddleseg.utils.cli import one_line_errors, user_errors  # noqa: E402
+from paddleseg.cli.args import one_line_errors, user_errors  # noqa: E402
 
 
 def parse_args(argv=None):

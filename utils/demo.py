@@ -59,8 +59,8 @@ def run_step(name, cmd):
 
 def config_iters(config):
     """``iters`` of ``config`` (with its ``_base_`` files)."""
-    from paddleseg.cvlibs.config_parser import load_config
-    return int(load_config(config)['iters'])
+    from paddleseg.cvlibs import Config
+    return int(Config(config).iters)
 
 
 def make_data(args):

@@ -1,13 +1,16 @@
-"""``--engine`` of val.py and predict.py, and what export.py takes from a config.
+"""``--engine`` of val.py and predict.py: the flags, the one
+:class:`~paddleseg.deploy.DeployOptions` they make, and the exported model
+they load in the place of the dygraph one.
 
-Owns the engine flags (:func:`add_engine_args`), turning them into the one
-:class:`~paddleseg.deploy.DeployOptions` (:func:`deploy_options`), loading
-``--model_path``'s export with them (:func:`load_exported`), and which
-transforms an export carries (:func:`export_transforms`).
+What an export carries from a config (its transforms, the class count) is
+the config's to say: :attr:`~paddleseg.cvlibs.Config.export_transforms`,
+:attr:`~paddleseg.cvlibs.Config.num_classes`.
 """
 
+from paddleseg.cli.args import precision_of, str2bool
 from paddleseg.deploy.options import ENGINES
-from paddleseg.utils.cli import precision_of, str2bool
+
+__all__ = ['add_engine_args', 'deploy_options', 'load_exported']
 
 
 def add_engine_args(parser):
@@ -24,14 +27,6 @@ def add_engine_args(parser):
                              '(default: true).')
 
 
-def export_transforms(cfg):
-    """``(key, specs)``: the transforms an export carries in deploy.yaml,
-    the config's ``export.transforms`` if given, else ``val_dataset``'s
-    (``[]`` when neither has any)."""
-    key = 'export' if (cfg.get('export') or {}).get('transforms') else 'val_dataset'
-    return key, (cfg.get(key) or {}).get('transforms') or []
-
-
 def deploy_options(args, cpu_threads=None):
     """The :class:`~paddleseg.deploy.DeployOptions` of ``--engine``,
     ``--enable_mkldnn``, ``--precision`` / ``--fp16`` on the device set
@@ -45,18 +40,19 @@ def deploy_options(args, cpu_threads=None):
 
 
 def load_exported(args, cfg, cpu_threads=None):
-    """The :class:`~paddleseg.deploy.EngineModel` of ``--model_path``
-    for ``--engine``, on the device set; warns when the export's
-    normalisation differs from the config's eval transforms."""
+    """The :class:`~paddleseg.deploy.EngineModel` of ``--model_path`` for
+    ``--engine``, on the device set; warns when the export's transforms
+    differ from the config's (:attr:`Config.export_transforms`).
+
+    Args:
+        cfg (Config): The checked config.
+    """
     from paddleseg.deploy import EngineModel
     from paddleseg.utils import logger
-    options = deploy_options(args, cpu_threads)
-    model = EngineModel.from_options(
-        args.model_path, options,
-        num_classes=(cfg.get('model') or {}).get('num_classes') or
-        (cfg.get('val_dataset') or {}).get('num_classes'))
+    model = EngineModel.from_options(args.model_path, deploy_options(args, cpu_threads),
+                                     num_classes=cfg.num_classes)
     exported = model.deploy.get('transforms')
-    _, wanted = export_transforms(cfg)
+    _, wanted = cfg.export_transforms
     if exported is not None and wanted and exported != wanted:
         logger.warning('{}/deploy.yaml: its transforms differ from the eval '
                        'transforms of {}, which this run applies'.format(

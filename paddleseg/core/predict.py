@@ -5,7 +5,9 @@ weights file itself); :func:`predict_images` is the one predict.py uses,
 for a model whose weights are loaded.
 
 Under ``paddle.distributed.launch`` each rank predicts its own share of the
-images (:func:`paddleseg.core.val.shard`), so each is written once.
+images (:func:`paddleseg.core.val.shard`), so each is written once. The
+image lists come from :func:`paddleseg.utils.images.collect_images`
+(importable from here too, as before).
 """
 
 import os
@@ -17,51 +19,11 @@ from tqdm import tqdm
 
 from paddleseg.core.infer import predict_class_map
 from paddleseg.core.val import shard
-from paddleseg.errors import DatasetError
 from paddleseg.utils import dist, logger
 from paddleseg.utils.cityscapes import save_label_ids
-from paddleseg.utils.env import init_distributed
+from paddleseg.utils.dist import init_distributed
+from paddleseg.utils.images import IMAGE_EXTS, collect_images  # noqa: F401  (importable here too)
 from paddleseg.utils.visualize import get_palette, overlay, save_pseudo_color
-
-IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
-
-
-def collect_images(image_path):
-    """Images to predict and the folder their relative paths start from.
-
-    Args:
-        image_path (str): An image, a folder (walked recursively; non-images
-            skipped with a warning) or a ``.txt`` list of image paths.
-
-    Returns:
-        tuple(list[str], str|None): The image paths (sorted for folders) and
-        the root folder (None for a single file or a list).
-
-    Raises:
-        DatasetError: the path does not exist or holds no image.
-    """
-    if os.path.isdir(image_path):
-        images, skipped = [], []
-        for root, _, files in os.walk(image_path):
-            for name in sorted(files):
-                path = os.path.join(root, name)
-                (images if name.lower().endswith(IMAGE_EXTS) else skipped).append(path)
-        for path in skipped:
-            logger.warning('skipping {}: not an image'.format(path))
-        if not images:
-            raise DatasetError('{}: no images found (looked for {})'.format(
-                image_path, ', '.join(IMAGE_EXTS)))
-        return sorted(images), image_path
-    if not os.path.exists(image_path):
-        raise DatasetError('{}: no such file or folder'.format(image_path))
-    if image_path.lower().endswith('.txt'):
-        with open(image_path) as f:
-            images = [line.strip().split()[0] for line in f if line.strip()]
-        if not images:
-            raise DatasetError('{}: the image list is empty'.format(image_path))
-        return images, None
-    return [image_path], None
-
 
 def _relative(path, root):
     return os.path.relpath(path, root) if root else os.path.basename(path)

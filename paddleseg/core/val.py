@@ -24,7 +24,7 @@ from paddleseg.core import amp
 from paddleseg.core.infer import predict_class_map
 from paddleseg.errors import ConfigError, DatasetError, SegError
 from paddleseg.utils import dist, logger
-from paddleseg.utils.env import init_distributed
+from paddleseg.utils.dist import init_distributed
 from paddleseg.utils.metrics import confusion_matrix, metrics_from_confusion
 
 

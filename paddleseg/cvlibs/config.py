@@ -1,23 +1,24 @@
-"""Load, override and check a config: :class:`Config` and :func:`load_and_check`.
+"""The config front door: :class:`Config` reads a YAML file with its
+``_base_`` files, applies the flags and ``--opts``, and checks the result.
 
-The pieces live in :mod:`config_parser` (read and merge), :mod:`config_checker`
-(check, following :mod:`schema`) and :mod:`config_builder` (build objects);
-this module composes the first two. :class:`Config` is PaddleSeg 2.8's
-``paddleseg.cvlibs.Config`` over them, and the entry scripts' one call::
+Its private parts: :mod:`._parser` (read, merge, override) and
+:mod:`._checker` (check, following :mod:`.schema`). The objects come from
+:class:`paddleseg.cvlibs.SegBuilder`, as in PaddleSeg 2.8; the entry
+scripts build through both::
 
     cfg = Config('configs/demo/x.yml', iters=2, batch_size=2)
-    cfg.iters, cfg.batch_size, cfg.test_config, cfg.dic
+    cfg.iters, cfg.batch_size, cfg.test_config, cfg.dic, cfg.num_classes
     builder = SegBuilder(cfg)       # paddleseg.cvlibs.builder
 """
 
 import yaml
 
-from paddleseg.cvlibs.config_checker import check_config
-from paddleseg.cvlibs.config_parser import (apply_cli_args, apply_opts,
-                                            load_config_with_sources)
-from paddleseg.errors import ConfigError
+from paddleseg.cvlibs import _keys
+from paddleseg.cvlibs._checker import check_config
+from paddleseg.cvlibs._parser import (apply_cli_args, apply_opts,
+                                      load_config_with_sources)
 
-__all__ = ['Config', 'load_and_check']
+__all__ = ['Config']
 
 
 class Config:
@@ -57,12 +58,10 @@ class Config:
                  opts=None, *, for_training=False):
         self.path = path
         self.dic, self.sources = load_config_with_sources(path)
-        try:
+        with _keys.errors_of(path):
             apply_cli_args(self.dic, iters=iters, batch_size=batch_size,
                            learning_rate=learning_rate, sources=self.sources)
             apply_opts(self.dic, opts or [], sources=self.sources)
-        except ConfigError as exc:
-            raise type(exc)('{}: {}'.format(path, exc)) from None
         self.check(for_training=for_training)
 
     def check(self, for_training=False):
@@ -89,8 +88,25 @@ class Config:
     @property
     def test_config(self):
         """A copy of ``test_config``: default keyword arguments of
-        ``paddleseg.core.val.evaluate`` (``{}`` when absent)."""
+        ``paddleseg.core.evaluate`` (``{}`` when absent)."""
         return dict(self.dic.get('test_config') or {})
+
+    @property
+    def num_classes(self):
+        """The number of classes: the model's ``num_classes``, else the
+        training dataset's, else the evaluation dataset's (a spec's
+        ``num_classes`` or its class's ``NUM_CLASSES``); None when none
+        says (:func:`._keys.num_classes`)."""
+        return _keys.num_classes(self.dic)
+
+    @property
+    def export_transforms(self):
+        """``(key, specs)``: the transforms an export carries in
+        deploy.yaml, the ``export.transforms`` if given, else
+        ``val_dataset``'s (``[]`` when neither has any). Built:
+        :attr:`SegBuilder.export_transforms`."""
+        key = 'export' if self.export_config.get('transforms') else 'val_dataset'
+        return key, list(self._section(key).get('transforms') or [])
 
     @property
     def model_cfg(self):
@@ -135,26 +151,3 @@ class Config:
 
     def __repr__(self):
         return 'Config({!r})'.format(self.path)
-
-
-def load_and_check(path, opts=None, iters=None, batch_size=None,
-                   learning_rate=None, for_training=True):
-    """Load ``path`` with its bases, apply the command-line flags, then the
-    ``--opts`` overrides (so ``--opts`` has the last word), and check it:
-    :class:`Config` for the entry scripts, which want the dict.
-
-    Args:
-        path (str): The config file.
-        opts (list[str], optional): ``key.path=value`` overrides.
-        iters, batch_size, learning_rate (optional): The entry script's
-            flags; None leaves the file's value.
-        for_training (bool): Require the training keys. Default True.
-
-    Returns:
-        dict: The checked config.
-
-    Raises:
-        ConfigError: one line that starts with ``path``.
-    """
-    return Config(path, learning_rate=learning_rate, batch_size=batch_size,
-                  iters=iters, opts=opts, for_training=for_training).dic

@@ -3,10 +3,10 @@
 :data:`SECTIONS` holds one :class:`Section` per top-level key: the registry
 its ``type`` is looked up in, the arguments the builder or the entry script
 supplies itself (so a config must not set them), whether training needs it,
-and, for a plain mapping such as ``test_config``, the function whose keyword
-arguments it holds. The checker (:mod:`config_checker`), ``--opts``
-(:mod:`config_parser`) and the builder (:mod:`config_builder`) all read this
-table, so they agree on what a key means.
+and, for a plain mapping such as ``test_config``, the keys it holds. The
+checker (:mod:`._checker`), ``--opts`` (:mod:`._parser`), :class:`Config`
+and :class:`SegBuilder` all read this table, so they agree on what a key
+means.
 
 Below the top level, a spec's keys are the arguments of the component its
 ``type`` names, read from the component's signature (:func:`accepted_args`),
@@ -14,15 +14,20 @@ and two positions choose a registry wherever they occur
 (:data:`NESTED_KEY_REGISTRIES`, :data:`NESTED_ITEM_REGISTRIES`).
 
 The functions that check one section's value (:func:`count_problem`,
-:func:`loss_problem`, :func:`mapping_problem`) return ``(parts, message)``
-or None; the caller turns that into its one-line error.
+:func:`loss_problem`, :func:`mapping_problem`) return ``(parts, message)`` or None; the caller turns that into its
+one-line error. What is found at a dotted key (the component its ``type``
+names, the class count, whether it is there) is read in :mod:`._keys`, over
+this table.
+
+Importing this module imports :mod:`paddleseg.optimizers`, which registers
+the optimizer factories and the learning-rate schedules a config names.
 """
 
 import difflib
-import importlib
 import inspect
 import numbers
 
+from paddleseg import optimizers  # noqa: F401  (registers optimizers, schedules)
 from paddleseg.cvlibs import manager
 
 __all__ = ['Section', 'SECTIONS', 'NESTED_KEY_REGISTRIES',
@@ -74,7 +79,7 @@ class Section:
         kind (str): ``'count'`` (a positive integer), ``'component'`` (a
             mapping whose ``type`` names one of ``registry``), ``'loss'``
             (``types`` and ``coef``) or ``'mapping'`` (keys checked against
-            ``keys`` or the ``receiver``'s signature).
+            ``keys``).
         doc (str): What it is.
         registry (Registry, optional): Where a ``'component'``'s ``type`` is
             looked up.
@@ -86,15 +91,18 @@ class Section:
             is told the hint.
         training (bool): Training needs it.
         required (bool): Everything needs it.
-        receiver (str, optional): ``'module:function'`` whose keyword
-            arguments a ``'mapping'`` holds; imported when first needed.
-        keys (tuple, optional): The keys of a ``'mapping'`` or ``'loss'``
-            without a ``receiver``.
+        receiver (str, optional): The name of the function whose keyword
+            arguments a ``'mapping'`` holds, for messages only (nothing is
+            imported); its keys are still ``keys``.
+        keys (tuple, optional): The keys a ``'mapping'`` or ``'loss'`` may
+            hold.
+        refused (dict, optional): ``{key: (value, what)}``: a value of a
+            key that is refused, and why.
     """
 
     def __init__(self, name, kind, doc, registry=None, items=None,
                  supplied=None, training=False, required=False,
-                 receiver=None, keys=None):
+                 receiver=None, keys=None, refused=None):
         self.name = name
         self.kind = kind
         self.doc = doc
@@ -103,37 +111,18 @@ class Section:
         self.supplied = dict(supplied or {})
         self.training = training
         self.required = required
-        self.receiver = receiver
+        self.receiver_name = receiver
         self.keys = tuple(keys) if keys is not None else None
-
-    @property
-    def receiver_name(self):
-        """``'paddleseg.core.val.evaluate'`` for ``'paddleseg.core.val:evaluate'``."""
-        return self.receiver.replace(':', '.') if self.receiver else None
-
-    def receiver_function(self):
-        """The function named by ``receiver`` (imported now), or None."""
-        if not self.receiver:
-            return None
-        module, _, attr = self.receiver.partition(':')
-        return getattr(importlib.import_module(module), attr)
+        self.refused = dict(refused or {})
 
     def accepted_keys(self):
-        """The keys a ``'mapping'`` or ``'loss'`` section may hold: ``keys``,
-        or the receiver's keyword arguments minus the supplied ones.
+        """The keys a ``'mapping'`` or ``'loss'`` section may hold.
 
         Returns:
             frozenset | None: None when anything goes (a ``'count'`` or
-            ``'component'``, whose keys come from elsewhere, or a receiver
-            taking ``**kwargs``).
+            ``'component'``, whose keys come from elsewhere).
         """
-        if self.keys is not None:
-            return frozenset(self.keys)
-        if self.receiver:
-            accepted = accepted_args(self.receiver_function())
-            if accepted is not None:
-                return accepted.difference(self.supplied)
-        return None
+        return frozenset(self.keys) if self.keys is not None else None
 
     def __repr__(self):
         return 'Section({!r}, {!r})'.format(self.name, self.kind)
@@ -144,6 +133,13 @@ def _declare(*sections):
 
 
 _FLAG = 'train.py and val.py pass {}'
+
+TEST_CONFIG_KEYS = ('aug_eval', 'scales', 'flip_horizontal', 'flip_vertical',
+                    'is_slide', 'stride', 'crop_size', 'print_detail',
+                    'auc_roc', 'progress')
+"""The keys ``test_config`` may hold: the keyword arguments of
+``paddleseg.core.evaluate`` but the ones its caller supplies (a test checks
+that they agree; this module does not import ``paddleseg.core``)."""
 
 SECTIONS = _declare(
     Section('model', 'component', 'the network; num_classes defaults to '
@@ -167,7 +163,10 @@ SECTIONS = _declare(
     Section('iters', 'count', 'total training iterations', training=True),
     Section('batch_size', 'count', 'batch size per device', training=True),
     Section('test_config', 'mapping', 'default keyword arguments of the '
-            'evaluation', receiver='paddleseg.core.val:evaluate', supplied={
+            'evaluation', receiver='paddleseg.core.val.evaluate',
+            keys=TEST_CONFIG_KEYS, refused={'auc_roc': (
+                True, "true is not supported (it needs every pixel's "
+                'probabilities)')}, supplied={
                 'model': 'the caller passes the model',
                 'eval_dataset': 'the caller passes val_dataset',
                 'num_workers': _FLAG.format('--num_workers'),
@@ -280,9 +279,10 @@ def loss_problem(loss):
 def mapping_problem(name, value):
     """A ``'mapping'`` section is a mapping of the keys it may hold.
 
-    ``test_config``'s keys are checked against the signature of the function
-    that receives them (``paddleseg.core.val.evaluate``), so a misspelled key
-    fails here rather than with a TypeError at the first evaluation.
+    ``test_config``'s keys are the keyword arguments of the function that
+    receives them (:data:`TEST_CONFIG_KEYS`), so a misspelled key fails here
+    rather than with a TypeError at the first evaluation; a refused value
+    (``auc_roc: true``) fails here too.
     """
     section = SECTIONS[name]
     if not isinstance(value, dict):
@@ -292,10 +292,13 @@ def mapping_problem(name, value):
         if key in section.supplied:
             return (name, key), 'must not be set: ' + section.supplied[key]
         if accepted is not None and key not in accepted:
-            if section.receiver:
+            if section.receiver_name:
                 return (name, key), '{} has no argument {!r}{}'.format(
                     section.receiver_name, key, did_you_mean(key, accepted))
             return (name, key), 'unknown key' + did_you_mean(key, accepted)
+        refused = section.refused.get(key)
+        if refused is not None and value[key] == refused[0]:
+            return (name, key), refused[1]
     return None
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import paddle
 
 from paddleseg.errors import ConfigError
-from paddleseg.utils.dist import device_kind, init_distributed  # noqa: F401
+from paddleseg.utils.dist import device_kind
 from paddleseg.mkl_dispatch import set_mkl_code_path
 
 THREADS_ENV = 'SEG_CPU_THREADS'

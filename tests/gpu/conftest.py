@@ -202,9 +202,8 @@ def on_device():
 
 def build(cfg_path, for_training=True):
     """``(cfg, model)`` of a config, on the current device."""
-    from paddleseg.cvlibs import config_builder as builder
-    from paddleseg.cvlibs.config import load_and_check
-    cfg = load_and_check(cfg_path, for_training=for_training)
+    from paddleseg.cvlibs import Config, builder
+    cfg = Config(cfg_path, for_training=for_training).dic
     return cfg, builder.build_model(cfg, cfg_path)
 
 

@@ -93,7 +93,7 @@ def test_o2_decorated_model_trains_with_fp16_conv_weights(tiny, tools, on_device
     model trains that way with a GradScaler."""
     tools.need_fp16()
     from paddleseg.core.train import compute_losses
-    from paddleseg.cvlibs import config_builder as builder
+    from paddleseg.cvlibs import builder
 
     paddle.seed(5)
     cfg, model = tools.build(tiny['cfg'])

@@ -59,7 +59,7 @@ def test_gather_and_grid_sample_agree_on_the_gpu(on_device):
 def test_prepare_o2_trains_saves_fp32_and_resumes(tiny, tools, on_device, tmp_path):
     tools.need_fp16()
     from paddleseg.core.train import compute_losses
-    from paddleseg.cvlibs import config_builder as builder
+    from paddleseg.cvlibs import builder
 
     precision, level = amp.resolve_precision('fp16', 'O2')
     assert (precision, level) == ('fp16', 'O2')

@@ -54,7 +54,7 @@ def test_convert_sync_batchnorm_converts_every_batchnorm(tiny, tools, on_device)
 
 def test_sync_batchnorm_training_steps_on_one_gpu(tiny, tools, on_device):
     from paddleseg.core.train import compute_losses
-    from paddleseg.cvlibs import config_builder as builder
+    from paddleseg.cvlibs import builder
 
     paddle.seed(5)
     cfg, model = tools.build(tiny['cfg'])

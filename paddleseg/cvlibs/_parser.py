@@ -1,4 +1,5 @@
-"""Read a YAML config with its ``_base_`` files, and apply overrides.
+"""Read a YAML config with its ``_base_`` files, and apply overrides: the
+reading half of :class:`paddleseg.cvlibs.Config` (private; use ``Config``).
 
 Inheritance:
 
@@ -26,11 +27,10 @@ Errors are :class:`~paddleseg.errors.ConfigError`, one line each::
 """
 
 import os
-import re
 
 import yaml
 
-from paddleseg.cvlibs.config_builder import join_key, resolve_component
+from paddleseg.cvlibs._keys import join_key, resolve_component, split_key
 from paddleseg.cvlibs.schema import (LEGACY_LR_MESSAGE, SECTIONS,
                                      accepted_args, did_you_mean)
 from paddleseg.errors import ConfigError
@@ -41,7 +41,6 @@ __all__ = ['BASE_KEY', 'INHERIT_KEY', 'load_config',
 BASE_KEY = '_base_'
 INHERIT_KEY = '_inherited_'
 
-_INDEX = re.compile(r'[0-9]+')
 _MISSING = object()
 
 
@@ -242,7 +241,7 @@ def _missing_key(mapping, name, parts, source, is_last):
 
 def _list_index(items, name, parts, source):
     """``name`` as an index into the list ``items`` at ``parts``."""
-    if not _INDEX.fullmatch(name) or int(name) >= len(items):
+    if not isinstance(split_key(name)[0], int) or int(name) >= len(items):
         raise ConfigError('{}: {}: {} is a list of {} items; use an index '
                           'from 0 to {}'.format(
                               source, join_key(parts + (name,)),

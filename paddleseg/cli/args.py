@@ -1,4 +1,5 @@
-"""Shared plumbing of the entry scripts (train.py, val.py, predict.py).
+"""The argparse plumbing the entry scripts share: the flags, one-line errors
+and the exit status.
 
 Exit status of the entry scripts:
 
@@ -23,12 +24,21 @@ import warnings
 
 from paddleseg.errors import SegError
 
+__all__ = ['EXIT_USER_ERROR', 'str2bool', 'one_line_errors', 'add_common_args',
+           'add_inference_args', 'add_precision_args', 'precision_of',
+           'user_errors', 'hide_known_warnings']
+
 EXIT_USER_ERROR = 2
 
-# paddle's BatchNorm warns on every training run that it tracks the running
-# statistics, which it always did; it is noise on stderr.
-warnings.filterwarnings(
-    'ignore', message='When training, we now always track global mean and variance')
+
+
+def hide_known_warnings():
+    """Hide the warnings that are noise on an entry script's stderr:
+    paddle's BatchNorm says on every training run that it tracks the running
+    statistics, which it always did. For the entry scripts, which own their
+    process; importing this module changes no filter."""
+    warnings.filterwarnings(
+        'ignore', message='When training, we now always track global mean and variance')
 
 
 def str2bool(value):
@@ -74,15 +84,18 @@ def add_common_args(parser):
 
 
 def add_inference_args(parser):
-    """The whole/slide/multi-scale inference flags of val.py and predict.py."""
+    """The whole/slide/multi-scale inference flags of val.py and predict.py
+    (their defaults are None or False, so that val.py can tell a flag given,
+    which overrides the config's ``test_config``, from one not given)."""
     parser.add_argument('--is_slide', action='store_true',
                         help='Sliding-window inference.')
     parser.add_argument('--crop_size', nargs=2, type=int, default=None,
                         metavar=('W', 'H'), help='Sliding window size.')
     parser.add_argument('--stride', nargs=2, type=int, default=None,
                         metavar=('W', 'H'), help='Sliding window step.')
-    parser.add_argument('--scales', nargs='+', type=float, default=[1.0],
-                        help='Scales of multi-scale inference.')
+    parser.add_argument('--scales', nargs='+', type=float, default=None,
+                        help='Scales of multi-scale inference (default: 1.0; '
+                             "val.py: the config's test_config.scales).")
     parser.add_argument('--flip_horizontal', action='store_true',
                         help='Also average the horizontally flipped image.')
     parser.add_argument('--flip_vertical', action='store_true',
@@ -103,27 +116,6 @@ def add_precision_args(parser):
 def precision_of(args):
     """The precision that --fp16 / --precision ask for."""
     return 'fp16' if getattr(args, 'fp16', False) else getattr(args, 'precision', 'fp32')
-
-
-def setup_device(device=None, cpu_threads=None):
-    """Select the device and, on CPU, use every core (or ``cpu_threads``).
-
-    ``device`` is ``cpu``, ``gpu``, ``xpu``, ``npu`` (or another custom
-    device type), optionally ``:index``; None picks ``gpu`` when paddle is
-    built with CUDA and sees a GPU, else ``cpu``. A device this PaddlePaddle
-    build cannot use (``gpu`` on a CPU-only build, ``xpu`` without XPU
-    support, ``npu`` without its plugin, none visible) raises one
-    :class:`~paddleseg.errors.ConfigError` line naming it
-    (:func:`paddleseg.utils.dist.resolve_device`).
-
-    Returns:
-        int|None: The CPU thread count set (see ``set_cpu_threads``).
-    """
-    import paddle
-    from paddleseg.utils.dist import resolve_device
-    from paddleseg.utils.env import set_cpu_threads
-    paddle.set_device(resolve_device(device))
-    return set_cpu_threads(cpu_threads)
 
 
 @contextlib.contextmanager
@@ -153,40 +145,3 @@ def user_errors(debug=False, prog=None):
         signum = getattr(exc, 'signum', signal.SIGINT)
         print('{}: {}'.format(prog, str(exc) or 'interrupted'), file=sys.stderr)
         sys.exit(128 + int(signum))
-
-
-def without_pretrained(cfg):
-    """Drop ``pretrained`` from the model and its backbone: val.py and
-    predict.py load a whole trained model, so fetching ImageNet weights
-    first would be wasted (and needs the network)."""
-    model = cfg.get('model') or {}
-    model.pop('pretrained', None)
-    if isinstance(model.get('backbone'), dict):
-        model['backbone'].pop('pretrained', None)
-    return cfg
-
-
-def build_for_inference(args, dataset_key=None):
-    """Load and check the config, build the model, load ``--model_path``
-    (with ``--engine inference|onnx``: the export there, see
-    :func:`paddleseg.cli.engine_args.load_exported`).
-
-    Returns:
-        tuple: ``(cfg, model, dataset or None)``.
-    """
-    from paddleseg.cvlibs import config_builder as builder
-    from paddleseg.cvlibs.config import load_and_check
-    from paddleseg.utils.checkpoint import load_entire_model
-    cfg = without_pretrained(load_and_check(args.config, opts=args.opts,
-                                            for_training=False))
-    threads = setup_device(args.device, args.cpu_threads)
-    engine = getattr(args, 'engine', 'dygraph')
-    if engine == 'dygraph':
-        model = builder.build_model(cfg, args.config)
-        load_entire_model(model, args.model_path)
-    else:
-        from paddleseg.cli.engine_args import load_exported
-        model = load_exported(args, cfg, threads)
-    dataset = builder.build_dataset(cfg, dataset_key, args.config) \
-        if dataset_key else None
-    return cfg, model, dataset

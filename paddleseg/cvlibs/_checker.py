@@ -1,4 +1,5 @@
-"""Check a merged config dict before anything is built.
+"""Check a merged config dict before anything is built: the checking half
+of :class:`paddleseg.cvlibs.Config` (private; use ``Config``).
 
 :func:`check_config` stops at the first problem and raises
 :class:`~paddleseg.errors.ConfigError` with a one-line message::
@@ -7,14 +8,15 @@
 
 The ``(from ...)`` part appears when the key was set somewhere other than
 ``<path>`` itself (a ``_base_`` file, ``--opts``, ``--iters``), as recorded
-by :func:`paddleseg.cvlibs.config_parser.load_config_with_sources`.
+by :func:`paddleseg.cvlibs._parser.load_config_with_sources`. The path
+goes in front through :func:`paddleseg.cvlibs._keys.errors_of`.
 """
 
 import os
 import re
 
-from paddleseg.cvlibs.config_builder import (dataset_num_classes, join_key,
-                                             resolve_component)
+from paddleseg.cvlibs._keys import (dataset_num_classes, errors_of, join_key,
+                                    required_problem, resolve_component)
 from paddleseg.cvlibs.schema import (RETIRED_KEYS, SECTIONS, accepted_args,
                                      did_you_mean, is_positive_int,
                                      registry_for, required_sections,
@@ -39,7 +41,8 @@ def _yaml_float(text):
 
 
 class _Reporter:
-    """Formats and raises the errors for one config file."""
+    """Formats and raises the errors for one config file (without its path,
+    which :func:`check_config` puts in front)."""
 
     def __init__(self, path, sources):
         self.path = path
@@ -56,14 +59,13 @@ class _Reporter:
         return ''
 
     def fail(self, parts, message):
-        raise ConfigError('{}: {}: {}{}'.format(
-            self.path, join_key(parts), message, self._origin(parts)))
+        raise ConfigError('{}: {}{}'.format(
+            join_key(parts), message, self._origin(parts)))
 
     def reraise(self, parts, exc):
-        """Re-raise ``exc`` (whose message starts with the key) with the
-        path in front."""
-        raise type(exc)('{}: {}{}'.format(
-            self.path, exc, self._origin(parts))) from None
+        """Re-raise ``exc`` (whose message starts with the key) with where
+        the key was set."""
+        raise type(exc)('{}{}'.format(exc, self._origin(parts))) from None
 
 
 def _check_sections(cfg, rep, for_training):
@@ -76,9 +78,10 @@ def _check_sections(cfg, rep, for_training):
             rep.fail((key,), 'unknown top-level key' + did_you_mean(
                 key, SECTIONS))
     for key in required_sections(for_training):
-        if cfg.get(key) is None:
-            rep.fail((key,), 'is required{}'.format(
-                ' for training' if for_training else ''))
+        problem = required_problem(
+            cfg, key, ' for training' if for_training else None)
+        if problem is not None:
+            rep.fail(*problem)
     for key in SECTIONS:
         if key in cfg:
             problem = section_problem(key, cfg[key])
@@ -154,7 +157,7 @@ def check_config(cfg, path, for_training=True, sources=None):
     when ``for_training``, else only ``model``); ``batch_size`` and
     ``iters`` are positive integers; ``loss.types`` and ``loss.coef`` are
     lists of the same length; ``test_config``'s keys are keyword arguments of
-    ``paddleseg.core.val.evaluate`` (read from its signature); every mapping
+    ``paddleseg.core.val.evaluate`` (``schema.TEST_CONFIG_KEYS``); every mapping
     with a ``type`` names a registered component (registry chosen by its
     key, see ``schema.registry_for``) and its other keys are arguments of it
     (``schema.accepted_args``), except the ones the builder supplies; no
@@ -172,9 +175,10 @@ def check_config(cfg, path, for_training=True, sources=None):
         ConfigError: ``'<path>: <dotted.key>: <what is wrong>'``.
     """
     rep = _Reporter(path, sources)
-    if not isinstance(cfg, dict):
-        raise ConfigError('{}: top level: must be a mapping of config keys, '
-                          'got {}'.format(path, type(cfg).__name__))
-    _check_sections(cfg, rep, for_training)
-    _check_tree(cfg, (), rep)
-    _check_num_classes(cfg, rep)
+    with errors_of(path):
+        if not isinstance(cfg, dict):
+            raise ConfigError('top level: must be a mapping of config keys, '
+                              'got {}'.format(type(cfg).__name__))
+        _check_sections(cfg, rep, for_training)
+        _check_tree(cfg, (), rep)
+        _check_num_classes(cfg, rep)
