@@ -10,7 +10,7 @@ per side, alternating the sides, on identical weights and inputs
 the max abs difference of the logits. ``--rounds N`` repeats each case N
 times (sides alternating) for the median and the range of the ratios, which
 a shared machine's drift makes worth having. ``--write`` appends the table, with
-the machine and date, to BENCHMARKS.md. Nothing here is a test: the targets
+the machine and date, to benchmarks/BENCHMARKS.md. Nothing here is a test: the targets
 are printed next to the measured ratios.
 
 The engine cases run our model in every engine of val.py / predict.py
@@ -40,6 +40,7 @@ sys.path.insert(0, ROOT)
 from paddleseg import mkl_dispatch  # noqa: E402
 from paddleseg.utils.env import DEFAULT_MMAP_THRESHOLD, usable_cpu_count  # noqa: E402
 WORKER = os.path.join(HERE, 'bench_worker.py')
+REPORT = os.path.join(HERE, 'BENCHMARKS.md')  # the measured tables, --write appends
 DEFAULT_THREADS = 2  # the cases other than 'engine', without --threads
 
 
@@ -66,7 +67,7 @@ def parse_args():
                    help="MKL's code path (paddleseg.mkl_dispatch): 'same' gives the "
                         "PaddleSeg side the one ours picks on this CPU, 'as_run' leaves "
                         "it MKL's own choice there, as PaddleSeg runs for its users")
-    p.add_argument('--write', action='store_true', help='append to BENCHMARKS.md')
+    p.add_argument('--write', action='store_true', help='append to benchmarks/BENCHMARKS.md')
     args = p.parse_args()
     if args.rounds < 1:
         p.error('--rounds must be at least 1')
@@ -457,12 +458,12 @@ def main():
         rows = measure(args, ref, tmp)
     table = '\n'.join([HEADER] + [format_row(r) for r in rows])
     if args.write:
-        with open(os.path.join(ROOT, 'BENCHMARKS.md'), 'a') as f:
+        with open(REPORT, 'a') as f:
             f.write('\n## {} — {}, {}, {}, {}\n\n{}\n'.format(
                 datetime.date.today().isoformat(), machine(),
                 threads_text(args, selected(args)),
                 args.device, mkl_path(args.mkl), table))
-        print('appended to BENCHMARKS.md')
+        print('appended to', os.path.relpath(REPORT, ROOT))
 
 
 if __name__ == '__main__':

@@ -1,4 +1,4 @@
-"""Every row of the README's bad-input table, through the real entry scripts.
+"""Every row of the bad-input table (docs/troubleshooting.md), through the real entry scripts.
 
 Each case runs train.py, val.py or predict.py (in-process through ``main``,
 a few also as a subprocess) on one bad input and checks: the exit status,
@@ -480,7 +480,7 @@ def test_the_cpu_pin_spares_tests_marked_gpu(tmp_path):
     '''))
     environ = dict(ENV, CUDA_VISIBLE_DEVICES='7', PYTHONPATH=os.path.join(ROOT, 'tests'))
     proc = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider',
-                           '-p', 'conftest', '-c', os.path.join(ROOT, 'pytest.ini'),
+                           '-p', 'conftest', '-c', os.path.join(ROOT, 'pyproject.toml'),
                            '--rootdir', str(tmp_path), '--strict-markers',
                            str(tmp_path / 'test_pin.py')],
                           cwd=str(tmp_path), env=environ, capture_output=True, text=True,

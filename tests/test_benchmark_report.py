@@ -215,3 +215,13 @@ def test_engine_agreement_and_miou_difference_of_the_worker():
     x = bench_worker.structured_inputs(1, 32, 64)
     assert x.shape == (1, 3, 32, 64) and x.dtype == np.float32
     assert np.array_equal(x, bench_worker.structured_inputs(1, 32, 64))
+
+
+def test_write_appends_to_the_tables_in_benchmarks():
+    """``--write`` appends to benchmarks/BENCHMARKS.md, the one file of
+    measured tables (docs/performance.md explains them)."""
+    here = os.path.dirname(os.path.abspath(bench.__file__))
+    assert bench.REPORT == os.path.join(here, 'BENCHMARKS.md')
+    assert os.path.basename(here) == 'benchmarks' and os.path.isfile(bench.REPORT)
+    root = os.path.dirname(here)
+    assert not os.path.exists(os.path.join(root, 'BENCHMARKS.md'))

@@ -1,5 +1,8 @@
 """The package installs on its own: pyproject.toml + setup.py, no import of
-the repository root, no import cycle."""
+the repository root, no import cycle. It installs ``paddleseg`` only: the
+seed's ``lr_scheduler/`` stays a folder of the repository (``from
+lr_scheduler import ...`` from the repository root), never a top-level
+package in site-packages."""
 
 import importlib.util
 import os
@@ -35,9 +38,10 @@ IMPORT_CHECK = """
     assert 'lr_scheduler' not in sys.modules, 'the builder imported lr_scheduler'
     schedule = builder.resolve_component('PolynomialDecay', ('lr_scheduler',))
     from paddleseg.cvlibs import Config, SegBuilder, manager
-    import lr_scheduler
-    assert lr_scheduler.PolynomialDecay is schedule
+    from paddleseg.optimizers.lr import PolynomialDecay
+    assert PolynomialDecay is schedule
     assert importlib.util.find_spec('train') is None   # the repo root is not on sys.path
+    assert importlib.util.find_spec('lr_scheduler') is None, 'lr_scheduler was installed'
     print(schedule.__module__)
 """
 
@@ -45,8 +49,7 @@ IMPORT_CHECK = """
 def test_the_package_imports_without_the_repository_root(tmp_path):
     site = tmp_path / 'site'
     site.mkdir()
-    for name in ('paddleseg', 'lr_scheduler'):
-        os.symlink(os.path.join(ROOT, name), str(site / name))
+    os.symlink(os.path.join(ROOT, 'paddleseg'), str(site / 'paddleseg'))
     env = dict(os.environ, PYTHONPATH=str(site))
     result = _run(IMPORT_CHECK, tmp_path, env)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -61,22 +64,27 @@ def test_lr_scheduler_imported_first_has_no_cycle(tmp_path):
         from paddleseg.cvlibs import manager
         assert manager.LR_SCHEDULERS['PolynomialDecay'] is PolynomialDecay
         assert manager.LR_SCHEDULERS['CosineAnnealingDecay'] is CosineAnnealingDecay
+        import lr_scheduler   # the seed's import, from the repository root
+        assert lr_scheduler.PolynomialDecay is PolynomialDecay
     """, tmp_path, env)
     assert result.returncode == 0, result.stderr[-2000:]
 
 
-def test_the_packages_are_every_package_under_paddleseg_and_lr_scheduler():
+def test_the_packages_are_every_package_under_paddleseg_and_nothing_else():
     with open(os.path.join(ROOT, 'pyproject.toml'), 'rb') as handle:
         project = tomllib.load(handle)
     assert project['project']['name'] == 'paddleseg'
     find = project['tool']['setuptools']['packages']['find']
-    found = set(setuptools.find_packages(ROOT, include=find['include']))
+    found = set(setuptools.find_packages(ROOT, include=find['include'],
+                                         exclude=find.get('exclude', ())))
     on_disk = {os.path.relpath(folder, ROOT).replace(os.sep, '.')
-               for top in ('paddleseg', 'lr_scheduler')
-               for folder, _, files in os.walk(os.path.join(ROOT, top))
+               for folder, _, files in os.walk(os.path.join(ROOT, 'paddleseg'))
                if '__init__.py' in files}
     assert 'paddleseg.optimizers' in on_disk and 'paddleseg.cvlibs' in on_disk
     assert found == on_disk
+    # the seed's folder is in the repository, but not in the distribution
+    assert os.path.isfile(os.path.join(ROOT, 'lr_scheduler', '__init__.py'))
+    assert not any(name.split('.')[0] == 'lr_scheduler' for name in found)
 
 
 def test_dependencies_are_the_requirements_but_paddle():
@@ -118,7 +126,8 @@ def test_requirement_file_parsing(tmp_path):
                            'SEG_TEST_INSTALL=1')
 def test_pip_install_editable_into_a_venv(tmp_path):
     """``pip install --no-deps -e .`` of a copy of the package files in a
-    ``--system-site-packages`` venv, then the import check from elsewhere."""
+    ``--system-site-packages`` venv, then the import check from elsewhere
+    (``lr_scheduler/`` is copied too: the install must leave it out)."""
     source = tmp_path / 'src'
     source.mkdir()
     for name in ('pyproject.toml', 'setup.py', 'requirements.txt', 'README.md'):

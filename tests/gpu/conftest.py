@@ -1,7 +1,7 @@
 """The GPU suite: what runs only where paddle sees a CUDA device.
 
 Every test collected from this folder gets the ``gpu`` marker (registered
-in pytest.ini; tests/conftest.py leaves such tests on paddle's default
+in pyproject.toml; tests/conftest.py leaves such tests on paddle's default
 device instead of pinning them to the CPU), and, when
 paddle is a CPU build (``paddle.is_compiled_with_cuda()`` is False) or sees
 no GPU (``paddle.device.cuda.device_count() == 0``), a skip whose reason says
