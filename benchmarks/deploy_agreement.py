@@ -11,7 +11,7 @@ the share of pixels whose class equals predict.py's (the worst image and
 the mean) and the time per image:
 
 * ``paddle_legacy`` (the default export) in PaddleSeg v2.8.0's
-  ``deploy/python/infer.py`` as reproduced by ``tests/deploy_helpers.py``,
+  ``deploy/python/infer.py`` as reproduced by ``tests/helpers/deploy_helpers.py``,
   without and with ``--enable_mkldnn``; and under a default
   ``paddle.inference.Config``;
 * ``paddle`` (new IR) through ``paddleseg.deploy.create_predictor``,
@@ -32,7 +32,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, 'tests'))
+sys.path.insert(0, os.path.join(ROOT, 'tests', 'helpers'))
 
 
 def parse_args(argv=None):

@@ -7,8 +7,11 @@ import threading
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+# the repository (paddleseg, the entry scripts) and the test helpers
+# (tests/helpers: data makers, drivers run as scripts), importable by name
+for _path in (os.path.join(ROOT, 'tests', 'helpers'), ROOT):
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
 
 import paddle  # noqa: E402
 import paddleseg  # noqa: E402,F401

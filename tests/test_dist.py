@@ -17,7 +17,7 @@ from paddleseg.utils import dist
 from paddleseg.utils.checkpoint import save_checkpoint
 from paddleseg.cli.build import setup_device
 
-DRIVER = os.path.join(ROOT, 'tests', 'dist_resume_driver.py')
+DRIVER = os.path.join(ROOT, 'tests', 'helpers', 'dist_resume_driver.py')
 
 
 # -- devices ---------------------------------------------------------------------

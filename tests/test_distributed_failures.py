@@ -31,7 +31,7 @@ import pytest
 from robust_helpers import LAUNCH_ENV, ROOT, make_data, script, train_args, write_config
 from paddleseg.utils.checkpoint import find_latest_checkpoint, load_checkpoint
 
-RECORD_EXIT = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'record_exit.py')
+RECORD_EXIT = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'helpers', 'record_exit.py')
 
 
 @pytest.fixture(scope='module')

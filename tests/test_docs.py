@@ -16,10 +16,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(ROOT, 'README.md')
 MAX_README_LINES = 250
 
-# Pages PLAN.md gives to another stream; until that stream's branch is
-# merged, a link to them is not counted as broken (test_pending_pages
-# reports them as skipped). Remove an entry once its page is in.
-PENDING = {'docs/training_hooks.md': 'written by the trainer stream (PLAN.md)'}
 
 _FENCE = re.compile(r'^\s*(```|~~~)')
 _INLINE_CODE = re.compile(r'`[^`]*`')
@@ -152,15 +148,7 @@ def test_the_docs_exist():
                          ids=lambda p: os.path.relpath(p, ROOT))
 def test_every_relative_link_resolves(path):
     assert links(_read(path)), 'no links at all: is the parser broken?'
-    assert broken_links(path, pending=PENDING) == []
-
-
-def test_pending_pages():
-    missing = [page for page in PENDING
-               if not os.path.exists(os.path.join(ROOT, page))]
-    if missing:
-        pytest.skip('not written yet: ' + ', '.join(
-            '{} ({})'.format(page, PENDING[page]) for page in missing))
+    assert broken_links(path) == []
 
 
 def test_every_docs_page_is_in_the_index():

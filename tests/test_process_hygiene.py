@@ -26,7 +26,7 @@ def report(tmp_path_factory):
            if k not in (mkl_dispatch.VARIABLE, 'KMP_BLOCKTIME', 'SEG_MMAP_THRESHOLD',
                         'OMP_NUM_THREADS')}
     env.update(SEG_CPU_THREADS='1', PYTHONUNBUFFERED='1')
-    proc = subprocess.run([sys.executable, os.path.join(HERE, 'hygiene_driver.py'), str(base)],
+    proc = subprocess.run([sys.executable, os.path.join(HERE, 'helpers', 'hygiene_driver.py'), str(base)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     line = [x for x in proc.stdout.splitlines() if x.startswith('REPORT ')][-1]

@@ -37,7 +37,7 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 TESTS = os.path.dirname(HERE)
 ROOT = os.path.dirname(TESTS)
-for _path in (ROOT, TESTS):  # the repository and tests/ (tiny_data, robust_helpers)
+for _path in (ROOT, os.path.join(TESTS, 'helpers')):  # the repository and tests/helpers/
     if _path not in sys.path:
         sys.path.insert(0, _path)
 

@@ -17,7 +17,7 @@ import time
 
 from tiny_data import make_tiny_cityscapes, write_tiny_config
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # a narrow head: a training iteration is a fraction of a second on one thread
 NARROW_MODEL = {'fpn_outplanes': 64, 'PFN_in_channels': [64, 64, 64, 64],
                 'PFN_channels': 32, 'point_in_channels': [64],

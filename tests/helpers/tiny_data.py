@@ -38,8 +38,8 @@ def make_tiny_cityscapes(root, n_train=8, n_val=2, h=64, w=128, seed=0):
     return root
 
 
-BASE_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
-    __file__))), 'configs', '_base_', 'cityscapes.yml')
+BASE_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__)))), 'configs', '_base_', 'cityscapes.yml')
 
 
 def write_tiny_config(path, dataset_root, iters=4, batch_size=2, crop=64,

@@ -20,7 +20,7 @@ import sys
 import numpy as np
 import paddle
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from paddleseg.core import train  # noqa: E402
 from paddleseg.cli.build import setup_device  # noqa: E402

@@ -15,7 +15,7 @@ import sys
 import threading
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [os.path.dirname(HERE), HERE]
+sys.path[:0] = [os.path.dirname(os.path.dirname(HERE)), HERE]
 
 import cv2  # noqa: E402,F401  (third-party imports change the environment themselves)
 import numpy as np  # noqa: E402
