@@ -17,7 +17,7 @@ ROOT = os.path.dirname(HERE)
 
 @pytest.fixture(scope='module')
 def report(tmp_path_factory):
-    """tests/hygiene_driver.py's report, from a fresh interpreter whose
+    """tests/helpers/hygiene_driver.py's report, from a fresh interpreter whose
     environment has none of the variables tune_process sets, nor
     OMP_NUM_THREADS (more OpenMP threads than cores make Intel OpenMP start
     with a block time of 0, and the control below wants its default, 200)."""

@@ -140,7 +140,7 @@ def test_predict_on_folder_without_images_fails_clearly(tiny, trained, tmp_path,
 
 
 def _run_driver(cfg, out, batch_size, nprocs, log_dir):
-    """tests/dist_driver.py on ``nprocs`` processes (1: without the launcher)."""
+    """tests/helpers/dist_driver.py on ``nprocs`` processes (1: without the launcher)."""
     driver = os.path.join(os.path.dirname(__file__), 'helpers', 'dist_driver.py')
     args = [driver, str(cfg), str(out), str(batch_size), '--global-bn']
     if nprocs > 1:

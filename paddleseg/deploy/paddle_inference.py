@@ -111,7 +111,7 @@ def build_config(model_dir, use_gpu=False, use_onednn=False, cpu_threads=None,
     A ``paddle_legacy`` program also gets ``enable_memory_optim()`` (the
     buffers of intermediate results reused, as PaddleSeg's deploy script
     does): without it Paddle Inference keeps every intermediate result, a
-    peak of 12 GB for ResNet101_vd at 512x1024 without oneDNN (BENCHMARKS.md).
+    peak of 12 GB for ResNet101_vd at 512x1024 without oneDNN (benchmarks/BENCHMARKS.md).
     A ``paddle`` (new-IR) program cannot have it on Paddle 3.3.1 (see the
     module's doc).
 
