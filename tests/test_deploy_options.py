@@ -60,7 +60,7 @@ BAD = [
     (dict(engine='dygraph'), "engine must be"),
     (dict(device='xpu:0', engine='inference'), '--engine inference runs on cpu or gpu, not xpu'),
     (dict(device='gpu:x'), 'device must be cpu or gpu'),
-    (dict(device='gpu:-1'), 'device_id'),
+    (dict(device='gpu:-1'), r'device must be cpu or gpu\[:index\]'),
     (dict(engine='onnx', device='gpu'), '--engine onnx runs on the CPU'),
     (dict(cpu_threads=-1), 'cpu_threads'),
     (dict(cpu_threads=1.5), 'cpu_threads'),
