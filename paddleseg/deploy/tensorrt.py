@@ -35,7 +35,8 @@ import re
 
 import numpy as np
 
-from paddleseg.deploy.deploy_file import EXPORT_INPUT_NAME, program_input_name
+from paddleseg.deploy.deploy_file import EXPORT_INPUT_NAME, load_deploy, program_input_name
+from paddleseg.deploy.options import DeployOptions
 from paddleseg.errors import DeployError
 
 SHAPE_FILE = 'shape_range_info.pbtxt'
@@ -214,13 +215,17 @@ def calibrate_int8(model_dir, batches, **options):
     calibration table per TensorRT subgraph (:data:`CALIB_PREFIX` files in
     the cache folder) when the predictor goes. A later
     :func:`~paddleseg.deploy.create_predictor` with the same options builds
-    int8 engines from them.
+    int8 engines from them. With ``trt_auto_tune`` the shape ranges are
+    collected first, as :func:`~paddleseg.deploy.create_predictor` does.
 
     Returns:
         list: The calibration tables' paths.
     """
     from paddleseg.deploy import paddle_inference
     options.update(precision='int8', use_trt=True, use_gpu=True)
+    opts = DeployOptions.from_predictor_args('inference', **options)
+    if opts.trt_auto_tune:
+        collect_shape_ranges(model_dir, load_deploy(model_dir), opts)
     config = paddle_inference.build_config(model_dir, **options)
     _run_and_release(config, [np.asarray(b, dtype='float32') for b in batches])
     cache = options.get('trt_cache_dir') or os.path.join(str(model_dir), DEFAULT_CACHE)
