@@ -208,11 +208,11 @@ def test_int8_tensorrt_calibrates_first(tiny, made, tmp_path):
     trt = _only(config, 'enable_tensorrt_engine').kwargs
     assert trt['precision_mode'] == INT8 and trt['use_calib_mode'] is True
     assert _only(config, 'set_optim_cache_dir').args == (str(cache),)
+    assert cache.is_dir()  # made (Paddle makes one folder level only)
     # without a calibration table Paddle would run its calibration mode: refused
     with pytest.raises(DeployError, match='calibrate_int8'):
         create_predictor(tiny['static'], **options)
     assert made.trt == []
-    cache.mkdir()
     (cache / (trt_mod.CALIB_PREFIX + '123')).write_text('table')
     assert create_predictor(tiny['static'], **options) == 'trt predictor'
 

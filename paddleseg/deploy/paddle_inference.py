@@ -197,6 +197,7 @@ def _set_gpu(config, opts, trt):
             min_input_shape={name: shapes['min']},
             max_input_shape={name: shapes['max']},
             optim_input_shape={name: shapes['opt']})
+    os.makedirs(trt.cache_dir, exist_ok=True)  # Paddle makes one level only
     config.set_optim_cache_dir(trt.cache_dir)
 
 
