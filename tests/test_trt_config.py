@@ -143,7 +143,9 @@ def test_auto_tune_then_tuned_tensorrt(tiny, made, tmp_path):
     assert _names(tuning) == ['enable_use_gpu', 'disable_glog_info',
                               'collect_shape_range_info']
     assert _only(tuning, 'enable_use_gpu').kwargs['precision_mode'] == FP32
-    assert _only(tuning, 'collect_shape_range_info').args == (shape_file,)
+    written, = _only(tuning, 'collect_shape_range_info').args
+    assert written == '{}.{}.tmp'.format(shape_file, os.getpid())
+    assert not os.path.exists(written)  # moved onto shape_file
     assert trt_mod.read_shape_ranges(shape_file)['x'] == DYNAMIC
     config, = made.trt
     assert _names(config) == ['enable_use_gpu', 'enable_tensorrt_engine',

@@ -182,7 +182,7 @@ def collect_shape_ranges(model_dir, deploy, opts, batches=None):
     :func:`tuning_batches` of :func:`tuning_shapes`) with Paddle Inference on
     the GPU of ``opts`` (fp32, no TensorRT) and
     ``Config.collect_shape_range_info``, which writes the shape range of
-    every tensor to :func:`shape_file_of` (replaced).
+    every tensor; the file then replaces :func:`shape_file_of` in one step.
 
     Returns:
         dict: :func:`read_shape_ranges` of the file written.
@@ -193,16 +193,18 @@ def collect_shape_ranges(model_dir, deploy, opts, batches=None):
         batches = tuning_batches(tuning_shapes(settings))
     shape_file = shape_file_of(model_dir, opts)
     os.makedirs(os.path.dirname(os.path.abspath(shape_file)), exist_ok=True)
-    if os.path.exists(shape_file):
-        os.remove(shape_file)
+    # Paddle writes this process's own file; it replaces the shared one at
+    # once (several ranks of one evaluation may tune the same export)
+    written = '{}.{}.tmp'.format(shape_file, os.getpid())
     config = inference.Config(os.path.join(model_dir, deploy['model']),
                               os.path.join(model_dir, deploy['params']))
     config.enable_use_gpu(memory_pool_init_size_mb=opts.gpu_mem_mb,
                           device_id=opts.device_id,
                           precision_mode=precision_type('fp32'))
     config.disable_glog_info()
-    config.collect_shape_range_info(shape_file)
+    config.collect_shape_range_info(written)
     _run_and_release(config, batches)
+    os.replace(_existing(written), shape_file)
     return read_shape_ranges(_existing(shape_file))
 
 
