@@ -15,7 +15,7 @@ Paddle-TensorRT, please compile with TENSORRT first.") once pybind has
 accepted its arguments (wrong ones are a TypeError before that);
 ``set_trt_dynamic_shape_info`` is kept (``tensorrt_dynamic_shape_enabled()``
 becomes True). So the GPU and TensorRT cases build the config on a
-recording subclass of the real ``Config`` (:class:`RecordingConfig`): every
+recording subclass of the real ``Config`` (tests/helpers/config_recorder.py): every
 method call is recorded with its arguments and forwarded to the real
 method, a RuntimeError is kept in the record instead of raised. The tests
 check that each recorded method exists on the real class, that its keyword
@@ -30,8 +30,6 @@ min <= opt <= max, ``use_calib_mode=False``). Where this paddle has CUDA
 Nothing here is marked ``gpu``: the GPU run is tests/gpu/test_trt_predictor_gpu.py.
 """
 
-import re
-
 import numpy as np
 import paddle
 import paddle.nn as nn
@@ -40,14 +38,13 @@ import pytest
 import yaml
 from paddle import inference
 
+from config_recorder import REAL_CONFIG, TRT_BUILT, RecordingConfig, check_calls
 from paddleseg.deploy import paddle_inference as export_mod
 from paddleseg.deploy import (build_config, create_predictor, export, load_engine,
                                    program_input_name, run_predictor)
 
-REAL_CONFIG = inference.Config
 HALF = inference.PrecisionType.Half
 FP32 = inference.PrecisionType.Float32
-TRT_BUILT = tuple(inference.get_trt_compile_version()) != (0, 0, 0)
 CUDA_BUILT = paddle.is_compiled_with_cuda()
 DYNAMIC = {'min': [1, 3, 16, 16], 'opt': [1, 3, 32, 48], 'max': [2, 3, 64, 96]}
 STATIC_SHAPE = [2, 3, 32, 48]
@@ -84,40 +81,6 @@ def exported(tmp_path_factory):
     return dirs
 
 
-# -- the recording Config -------------------------------------------------------
-class Call:
-    def __init__(self, name, args, kwargs):
-        self.name, self.args, self.kwargs, self.error = name, args, kwargs, None
-
-    def __repr__(self):
-        return '{}{}{}'.format(self.name, self.args, self.kwargs)
-
-
-class RecordingConfig(REAL_CONFIG):
-    """The real Config; every method call is recorded in ``calls`` and
-    forwarded; a RuntimeError of the real method is kept in the record."""
-
-    def __init__(self, *args):
-        super().__init__(*args)
-        self.calls = []
-
-    def __getattribute__(self, name):
-        attr = super().__getattribute__(name)
-        if name.startswith('_') or name == 'calls' or not callable(attr):
-            return attr
-        calls = super().__getattribute__('calls')
-
-        def record(*args, **kwargs):
-            call = Call(name, args, kwargs)
-            calls.append(call)
-            try:
-                return attr(*args, **kwargs)
-            except RuntimeError as exc:  # a TypeError is raised: wrong arguments
-                call.error = exc
-                return None
-        return record
-
-
 @pytest.fixture
 def recorded(monkeypatch):
     """``build(model_dir, ...)`` -> ``(config, calls)``: build_config on a
@@ -129,29 +92,9 @@ def recorded(monkeypatch):
         config = build_config(*args, **kwargs)
         assert isinstance(config, RecordingConfig)
         calls = list(config.calls)
-        _check_calls(calls)
+        check_calls(calls)
         return config, calls
     return build
-
-
-def _signature_names(name):
-    """The parameter names in the pybind signature (the docstring's first line)."""
-    first = (getattr(REAL_CONFIG, name).__doc__ or '').strip().splitlines()[0]
-    assert first.startswith(name + '('), first
-    return set(re.findall(r'(\w+): ', first)) - {'self'}
-
-
-def _check_calls(calls):
-    """Each call is of a method of the real Config, with keywords of its
-    signature, taken by the real method (a RuntimeError only for TensorRT
-    on a paddle without it)."""
-    for call in calls:
-        assert callable(getattr(REAL_CONFIG, call.name, None)), call
-        assert set(call.kwargs) <= _signature_names(call.name), (
-            call, _signature_names(call.name))
-        if call.error is not None:
-            assert call.name == 'enable_tensorrt_engine' and not TRT_BUILT, (call, call.error)
-            assert 'compile with TENSORRT' in str(call.error), call.error
 
 
 def _names(calls):
@@ -300,18 +243,28 @@ def test_tensorrt_dynamic_shape_names_the_input(exported, recorded):
     assert trt.kwargs['workspace_size'] == 1 << 30  # 1024 MB, the docs' 1 << 30
     assert trt.kwargs['min_subgraph_size'] == 3
     assert trt.kwargs['use_static'] is False
+    # Paddle's default cache folder, passed explicitly (int8 tables and engines go there)
+    assert _only(calls, 'set_optim_cache_dir').args == (
+        exported['paddle_legacy'] + '/_opt_cache',)
     with pytest.raises(ValueError, match='trt_dynamic_shape') as exc:
         build_config(exported['paddle_legacy'], use_gpu=True, use_trt=True,
                      trt_dynamic_shape=dict(DYNAMIC, name='image'))
     assert "'x'" in _one_line(exc)
 
 
-def test_tensorrt_static_export_needs_no_dynamic_shape(exported, recorded):
+def test_tensorrt_static_export_gets_min_opt_max_of_its_shape(exported, recorded):
+    # no dynamic shape would leave Paddle-TensorRT in its static implicit-batch
+    # mode, which the point head's [N*P, C] rows break and TensorRT 10 lacks
     _, calls = recorded(exported['static'], use_gpu=True, use_trt=True, precision='fp16')
-    assert _names(calls) == ['enable_use_gpu', 'enable_tensorrt_engine'] + _end('paddle_legacy')
+    assert _names(calls) == ['enable_use_gpu', 'enable_tensorrt_engine',
+                             'set_trt_dynamic_shape_info', 'set_optim_cache_dir'] + \
+        _end('paddle_legacy')
     trt = _only(calls, 'enable_tensorrt_engine')
     assert trt.kwargs['max_batch_size'] == STATIC_SHAPE[0]
     assert trt.kwargs['precision_mode'] == HALF
+    assert _only(calls, 'set_trt_dynamic_shape_info').kwargs == {
+        'min_input_shape': {'x': STATIC_SHAPE}, 'max_input_shape': {'x': STATIC_SHAPE},
+        'optim_input_shape': {'x': STATIC_SHAPE}}
     # a range that keeps the fixed sizes is accepted, one that does not is refused
     fixed = {k: list(STATIC_SHAPE) for k in ('min', 'opt', 'max')}
     _, calls = recorded(exported['static'], use_gpu=True, use_trt=True,
@@ -346,9 +299,11 @@ def test_tensorrt_without_tensorrt_in_paddle_is_a_one_line_error(exported):
 
 # -- bad values ---------------------------------------------------------------------
 BAD = [
-    (dict(precision='int8', use_gpu=True), 'int8'),
-    (dict(precision='int8', use_gpu=True, use_trt=True, trt_dynamic_shape=DYNAMIC), 'int8'),
-    (dict(precision='bf16', use_gpu=True), 'precision'),
+    (dict(precision='int8', use_gpu=True), "'int8' on the GPU is TensorRT's"),
+    (dict(precision='bf16', use_gpu=True, use_trt=True, trt_dynamic_shape=DYNAMIC),
+     "'bf16' has no TensorRT mode"),
+    (dict(precision='int4', use_gpu=True), 'precision must be one of'),
+    (dict(precision='int8'), "'int8'.*needs use_gpu"),
     (dict(precision='fp16'), 'fp16.*use_gpu'),
     (dict(use_trt=True), 'use_trt.*use_gpu'),
     (dict(use_trt=True, trt_dynamic_shape=DYNAMIC), 'use_trt.*use_gpu'),
@@ -385,6 +340,13 @@ BAD = [
     (dict(use_gpu=True, trt_dynamic_shape=DYNAMIC), 'trt_dynamic_shape.*use_trt'),
     (dict(use_gpu=True, trt_use_static=True), 'trt_use_static.*use_trt'),
     (dict(use_gpu=True, trt_cache_dir='/tmp/cache'), 'trt_cache_dir.*use_trt'),
+    (dict(use_gpu=True, trt_auto_tune=True), 'trt_auto_tune.*use_trt'),
+    (dict(use_gpu=True, trt_shape_file='a.pbtxt'), 'trt_shape_file.*use_trt'),
+    (dict(use_gpu=True, use_trt=True, trt_dynamic_shape=DYNAMIC, trt_shape_file=3),
+     'trt_shape_file must be a path'),
+    (dict(use_gpu=True, use_trt=True, trt_auto_tune=True), 'trt_auto_tune.*dynamic'),
+    (dict(use_gpu=True, use_trt=True, trt_shape_file='/nonexistent/s.pbtxt'),
+     'no such file'),
 ]
 
 

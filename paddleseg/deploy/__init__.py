@@ -15,6 +15,9 @@ it). Its modules, each owning one thing:
   ``paddle_legacy`` format.
 * :mod:`~paddleseg.deploy.paddle_inference`: :func:`build_config`,
   :func:`create_predictor`, :func:`run_predictor`.
+* :mod:`~paddleseg.deploy.tensorrt`: the TensorRT settings of an export and
+  the passes before a TensorRT predictor (shape-range collection, int8
+  calibration).
 * :mod:`~paddleseg.deploy.onnx_runtime`: :func:`create_onnx_session`.
 * :mod:`~paddleseg.deploy.engine`: :func:`load_engine`, :class:`EngineModel`.
 

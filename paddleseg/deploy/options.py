@@ -13,6 +13,7 @@ naming the option (a ValueError too).
 """
 
 import dataclasses
+import os
 from typing import Optional
 
 import numpy as np
@@ -26,10 +27,20 @@ ENGINES = ('dygraph', 'inference', 'onnx')
 """The ``--engine`` values of val.py / predict.py; the last two run an
 export (Paddle Inference, ONNX Runtime)."""
 
-PRECISIONS = ('fp32', 'fp16')
-"""The precisions of Paddle Inference (``int8`` is refused)."""
+PRECISIONS = ('fp32', 'fp16', 'bf16', 'int8')
+"""The precisions of ``--precision``; which engine and device runs each:
+:data:`GPU_PRECISIONS` on a GPU."""
 
-_TRT_SETTINGS = ('trt_dynamic_shape', 'trt_use_static', 'trt_cache_dir')
+GPU_PRECISIONS = {'fp32': ('gpu', 'tensorrt'), 'fp16': ('gpu', 'tensorrt'),
+                  'bf16': ('gpu',), 'int8': ('tensorrt',)}
+"""Paddle Inference on a GPU: which precision runs without TensorRT
+('gpu': ``enable_use_gpu``'s ``precision_mode``) and with it ('tensorrt':
+``enable_tensorrt_engine``'s). bf16 has no TensorRT mode in Paddle
+Inference's docs; int8 is TensorRT's, with a calibration table
+(:func:`paddleseg.deploy.tensorrt.calibrate_int8`)."""
+
+_TRT_SETTINGS = ('trt_dynamic_shape', 'trt_use_static', 'trt_cache_dir', 'trt_auto_tune',
+                 'trt_shape_file')
 
 
 def int_option(name, value, minimum):
@@ -124,9 +135,10 @@ class DeployOptions:
             :func:`engine_for_format`). Default: 'auto'.
         device (str): 'cpu', 'gpu' or 'gpu:<id>' (kept as 'cpu' or
             'gpu:<id>'). Default: 'cpu'.
-        precision (str): 'fp32' or 'fp16' (:data:`PRECISIONS`; fp16 needs
-            the GPU; 'int8' is refused: Paddle-TensorRT int8 needs a
-            calibration run or a quantised model). Default: 'fp32'.
+        precision (str): One of :data:`PRECISIONS`. On a GPU (Paddle
+            Inference) as :data:`GPU_PRECISIONS` says: fp32, fp16 and bf16
+            without TensorRT, fp32, fp16 and int8 (calibrated) with it. On
+            the CPU fp32 only. Default: 'fp32'.
         cpu_threads (int, optional): CPU math threads (>= 0; None or 0:
             the engine's default). Default: None.
         use_onednn (bool): oneDNN kernels of Paddle Inference on the CPU.
@@ -143,7 +155,17 @@ class DeployOptions:
             [...], 'max': [...]}`` with ``min <= opt <= max``, optionally
             ``'name'`` (the input's). Default: None.
         trt_use_static (bool): Serialise the TensorRT engines. Default: False.
-        trt_cache_dir (str, optional): Where they go. Default: None.
+        trt_cache_dir (str, optional): Where they go (and the int8
+            calibration tables). Default: None.
+        trt_auto_tune (bool): Collect the shape range of every tensor first
+            (a run of the export on the tuning shapes,
+            :func:`paddleseg.deploy.tensorrt.collect_shape_ranges`), then
+            build TensorRT with them (PaddleSeg's ``--enable_auto_tune``).
+            Default: False.
+        trt_shape_file (str, optional): The shape-range file: where
+            ``trt_auto_tune`` writes it, or, without it, a file collected
+            before. Default: None (``shape_range_info.pbtxt`` in
+            ``trt_cache_dir``, else in the export's folder).
 
     The TensorRT settings other than the sizes need ``use_trt``.
     """
@@ -160,6 +182,8 @@ class DeployOptions:
     trt_dynamic_shape: Optional[dict] = None
     trt_use_static: bool = False
     trt_cache_dir: Optional[str] = None
+    trt_auto_tune: bool = False
+    trt_shape_file: Optional[str] = None
 
     def __post_init__(self):
         _check_engine(self.engine)
@@ -189,23 +213,30 @@ class DeployOptions:
                                       .format(name))
         elif self.trt_dynamic_shape is not None:
             self._set('trt_dynamic_shape', _check_trt_shape_spec(self.trt_dynamic_shape))
-        for name in ('use_onednn', 'use_trt', 'trt_use_static'):
+        for name in ('trt_cache_dir', 'trt_shape_file'):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, (str, os.PathLike))
+                                      or not str(value)):
+                raise DeployError('{} must be a path, got {!r}'.format(name, value))
+        for name in ('use_onednn', 'use_trt', 'trt_use_static', 'trt_auto_tune'):
             self._set(name, bool(getattr(self, name)))
 
     def _set(self, name, value):
         object.__setattr__(self, name, value)  # frozen: normalising in __post_init__
 
     def _check_precision(self):
-        if self.precision == 'int8':
-            raise DeployError("precision 'int8' is not supported (Paddle-TensorRT int8 "
-                              "needs a calibration run or a quantised model): use "
-                              "'fp32' or 'fp16'")
         if self.precision not in PRECISIONS:
             raise DeployError('precision must be one of {}, got {!r}'.format(
                 PRECISIONS, self.precision))
         if _fp16_off_gpu(self.precision, self.device):
             raise DeployError("precision 'fp16' needs use_gpu=True (on the CPU the "
                               "exported model runs in fp32)")
+        if self.use_gpu:
+            _check_gpu_precision(self.precision, self.use_trt)
+        elif self.precision != 'fp32':
+            raise DeployError("precision {!r} of Paddle Inference needs use_gpu=True "
+                              "(on the CPU the exported model runs in fp32)".format(
+                                  self.precision))
 
     @property
     def use_gpu(self):
@@ -253,6 +284,21 @@ class DeployOptions:
 
 def _default(name):
     return DeployOptions.__dataclass_fields__[name].default
+
+
+def _check_gpu_precision(precision, use_trt):
+    """The rule of :data:`GPU_PRECISIONS`: one DeployError line when
+    Paddle Inference on a GPU cannot run ``precision`` (with or without
+    TensorRT)."""
+    where = 'tensorrt' if use_trt else 'gpu'
+    if where in GPU_PRECISIONS[precision]:
+        return
+    if use_trt:
+        raise DeployError("precision {!r} has no TensorRT mode in Paddle Inference: "
+                          "use 'fp32', 'fp16' or 'int8' with use_trt, or {!r} without "
+                          "it".format(precision, precision))
+    raise DeployError("precision {!r} on the GPU is TensorRT's (a calibrated int8 "
+                      "engine): add use_trt=True (--use_trt)".format(precision))
 
 
 def _fp16_off_gpu(precision, device):

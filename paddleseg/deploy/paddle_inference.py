@@ -1,8 +1,10 @@
 """Paddle Inference: the ``Config`` and predictor of an export.
 
 Owns :func:`build_config` (CPU threads and oneDNN, GPU device, memory pool
-and fp16, TensorRT subgraphs with their dynamic shape range, checked
-against the export: its format, its input shape and its input's name),
+and precision, TensorRT subgraphs with their shape ranges, checked against
+the export: its format, its input shape and its input's name; the TensorRT
+settings of an export and the passes run first are
+:mod:`paddleseg.deploy.tensorrt`'s),
 :func:`create_predictor` and :func:`run_predictor`. The options themselves
 are checked by :class:`~paddleseg.deploy.options.DeployOptions`.
 """
@@ -12,9 +14,10 @@ import os
 import numpy as np
 import paddle
 
-from paddleseg.deploy.deploy_file import (EXPORT_INPUT_NAME, deploy_format, load_deploy,
-                                          program_input_name)
+from paddleseg.deploy.deploy_file import deploy_format, load_deploy, program_input_name
 from paddleseg.deploy.options import DeployOptions
+from paddleseg.deploy.tensorrt import (calibration_tables, check_shape_file,
+                                       collect_shape_ranges, precision_type, trt_settings)
 from paddleseg.errors import DeployError
 
 
@@ -57,17 +60,20 @@ def build_config(model_dir, use_gpu=False, use_onednn=False, cpu_threads=None,
         gpu_mem_mb (int, optional): ``memory_pool_init_size_mb`` of
             ``enable_use_gpu``: the initial GPU memory pool in MB (> 0).
             Default: 256.
-        precision (str, optional): 'fp32' or 'fp16' (:data:`~paddleseg.deploy.PRECISIONS`).
-            Without TensorRT, fp16 is ``enable_use_gpu(..., precision_mode=
-            PrecisionType.Half)``, which the docs give for GPU fp16 computation
-            (Paddle's mixed-precision pass; float32 inputs and outputs, as
-            ``enable_low_precision_io`` is left off). With TensorRT it is the
-            ``precision_mode`` of ``enable_tensorrt_engine`` (the TensorRT
-            subgraphs run fp16) and ``enable_use_gpu`` keeps Float32 for the
-            ops outside them, as the docs' TensorRT FP16 example does. fp16
-            needs ``use_gpu``; 'int8' is refused (Paddle-TensorRT int8 needs
-            a calibration run, ``use_calib_mode``, or a quantised model).
-            Default: 'fp32'.
+        precision (str, optional): One of :data:`~paddleseg.deploy.PRECISIONS`,
+            as :data:`~paddleseg.deploy.options.GPU_PRECISIONS` allows.
+            Without TensorRT it is ``enable_use_gpu``'s ``precision_mode``:
+            fp16 ``PrecisionType.Half`` and bf16 ``PrecisionType.Bfloat16``,
+            which the docs give for GPU mixed-precision inference (float32
+            inputs and outputs, as ``enable_low_precision_io`` is left off).
+            With TensorRT it is the ``precision_mode`` of
+            ``enable_tensorrt_engine`` (Half or Int8: the TensorRT subgraphs
+            run in it) and ``enable_use_gpu`` keeps Float32 for the ops
+            outside them, as the docs' TensorRT FP16 example does; int8 sets
+            ``use_calib_mode=True``: the engines are built from the
+            calibration tables of
+            :func:`~paddleseg.deploy.tensorrt.calibrate_int8`. Anything but
+            fp32 needs ``use_gpu``. Default: 'fp32'.
         use_trt (bool, optional): Paddle-TensorRT subgraphs; needs
             ``use_gpu`` and a ``paddle_legacy`` export: the docs say
             ``enable_tensorrt_engine`` applies to ``.pdmodel`` programs only
@@ -75,13 +81,14 @@ def build_config(model_dir, use_gpu=False, use_onednn=False, cpu_threads=None,
             instead). Calls ``enable_tensorrt_engine(workspace_size=
             trt_workspace_mb << 20, max_batch_size=<the largest N>,
             min_subgraph_size=trt_min_subgraph_size, precision_mode=...,
-            use_static=trt_use_static, use_calib_mode=False)`` after
+            use_static=trt_use_static, use_calib_mode=<int8>)`` after
             ``enable_use_gpu`` (the docs: TensorRT takes effect only once the
-            GPU is enabled). ``use_calib_mode`` (int8 calibration) is passed
-            explicitly: the Paddle-TensorRT guide gives False as its default,
-            but paddle 3.3.1's binding defaults to True. A paddle built
-            without TensorRT raises (PreconditionNotMet), turned into a
-            one-line RuntimeError here.
+            GPU is enabled), then the shape ranges (``trt_dynamic_shape``,
+            ``trt_shape_file``) and ``set_optim_cache_dir``.
+            ``use_calib_mode`` is passed explicitly: the Paddle-TensorRT
+            guide gives False as its default, but paddle 3.3.1's binding
+            defaults to True. A paddle built without TensorRT raises
+            (PreconditionNotMet), turned into a one-line RuntimeError here.
             Default: False.
         trt_min_subgraph_size (int, optional): Paddle-TensorRT runs a
             subgraph only when it has more nodes than this (>= 1). Default: 3.
@@ -97,16 +104,32 @@ def build_config(model_dir, use_gpu=False, use_onednn=False, cpu_threads=None,
             :func:`export`'s programs). Passed as ``set_trt_dynamic_shape_info
             (min_input_shape={name: min}, max_input_shape={name: max},
             optim_input_shape={name: opt})`` (the documented order is min,
-            max, opt; the keywords leave no doubt). Required with
-            ``use_trt`` unless deploy.yaml's ``input_shape`` is fully static
-            (an export's H and W are dynamic by default), in which case no
-            dynamic shape is set and ``max_batch_size`` is its N.
-            Default: None.
+            max, opt; the keywords leave no doubt). A fixed-size export
+            (deploy.yaml's ``input_shape`` without -1) gets ``min = opt =
+            max`` = its shape when this is not given: Paddle-TensorRT's
+            static mode (no dynamic shape) cannot run the point head
+            (:mod:`paddleseg.deploy.tensorrt`). A dynamic export needs it, or
+            ``trt_shape_file``. Default: None.
         trt_use_static (bool, optional): ``use_static``: serialise the
             TensorRT engines on the first run and load them on the next ones.
             Default: False.
         trt_cache_dir (str, optional): ``set_optim_cache_dir``: where those
-            engines go. Default: Paddle's (``_opt_cache`` in the model folder).
+            engines and the int8 calibration tables go. Default: ``_opt_cache``
+            in the model folder (Paddle's default, passed explicitly).
+        trt_auto_tune (bool, optional): The shape ranges of every tensor
+            from a tuning run (:func:`create_predictor` runs
+            :func:`~paddleseg.deploy.tensorrt.collect_shape_ranges` first, on
+            the min, opt and max shapes of ``trt_dynamic_shape`` or the fixed
+            shape), used through ``enable_tuned_tensorrt_dynamic_shape(
+            shape_range_info_path, allow_build_at_runtime=True)`` (a shape
+            outside the ranges rebuilds the engine at run time instead of
+            failing) instead of ``set_trt_dynamic_shape_info``: the answer to
+            "some trt inputs dynamic shape info not set" (see
+            :mod:`paddleseg.deploy.tensorrt`). Default: False.
+        trt_shape_file (str, optional): The shape-range file (``trt_auto_tune``
+            writes it; without it, an existing one is used the same way; it
+            must hold the input's range). Default: ``shape_range_info.pbtxt``
+            in ``trt_cache_dir``, else in the model folder.
 
     A ``paddle_legacy`` program also gets ``enable_memory_optim()`` (the
     buffers of intermediate results reused, as PaddleSeg's deploy script
@@ -132,7 +155,9 @@ def build_config(model_dir, use_gpu=False, use_onednn=False, cpu_threads=None,
                           'Runtime'.format(model_dir))
     opts = DeployOptions.from_predictor_args('inference', use_gpu, use_onednn,
                                              cpu_threads, **options)
-    trt = _trt_settings(model_dir, deploy, fmt, opts) if opts.use_trt else None
+    trt = trt_settings(model_dir, deploy, fmt, opts) if opts.use_trt else None
+    if trt is not None and trt.shape_file:
+        check_shape_file(trt.shape_file, program_input_name(model_dir, deploy))
     config = inference.Config(os.path.join(model_dir, deploy['model']),
                               os.path.join(model_dir, deploy['params']))
     if opts.use_gpu:
@@ -145,81 +170,35 @@ def build_config(model_dir, use_gpu=False, use_onednn=False, cpu_threads=None,
     return config
 
 
-def _trt_settings(model_dir, deploy, fmt, opts):
-    """``(max_batch_size, (input name, {'min', 'opt', 'max'}) or None)`` of
-    TensorRT for this export; one-line DeployError when it cannot have it."""
-    if fmt != 'paddle_legacy':
-        raise DeployError("use_trt needs a paddle_legacy export (model.pdmodel): "
-                          "Paddle Inference's enable_tensorrt_engine applies to "
-                          ".pdmodel programs only, {} is format {} (Paddle "
-                          "documents paddle.tensorrt.convert for those)"
-                          .format(model_dir, fmt))
-    input_shape = [int(v) for v in deploy.get('input_shape') or (-1, 3, -1, -1)]
-    if opts.trt_dynamic_shape is not None:
-        shape_range = _trt_shape_range(opts.trt_dynamic_shape, input_shape,
-                                       program_input_name(model_dir, deploy))
-        return shape_range[1]['max'][0], shape_range
-    if -1 in input_shape:
-        raise DeployError("use_trt: the exported input {} has dynamic sizes (-1); "
-                          "pass trt_dynamic_shape={{'min': [N, C, H, W], 'opt': "
-                          "[...], 'max': [...]}} or export with a fixed "
-                          "--input_shape".format(input_shape))
-    return input_shape[0], None
-
-
-def _trt_shape_range(spec, input_shape, input_name):
-    """``(name, {'min': [...], 'opt': [...], 'max': [...]})`` of a checked
-    ``trt_dynamic_shape`` mapping (:class:`DeployOptions`), against the
-    exported ``input_shape`` (``N C H W``, -1 = dynamic: the fixed sizes
-    kept) and the program's input name (None when unknown: the mapping's
-    ``name``, else :data:`EXPORT_INPUT_NAME`)."""
-    shapes = {key: spec[key] for key in ('min', 'opt', 'max')}
-    for i, axis in enumerate('NCHW'):
-        low, opt, high = shapes['min'][i], shapes['opt'][i], shapes['max'][i]
-        if input_shape[i] != -1 and (low, opt, high) != (input_shape[i],) * 3:
-            raise DeployError('trt_dynamic_shape: {} is fixed at {} in the exported '
-                              'input {} (deploy.yaml input_shape), got min {}, opt {}, '
-                              'max {}'.format(axis, input_shape[i], input_shape,
-                                              low, opt, high))
-    name = spec.get('name')
-    if name is None:
-        name = input_name or EXPORT_INPUT_NAME
-    elif input_name is not None and name != input_name:
-        raise DeployError("trt_dynamic_shape['name'] is {!r}, but the program's input "
-                          "is {!r}".format(name, input_name))
-    return name, shapes
-
-
 def _set_gpu(config, opts, trt):
-    """``enable_use_gpu`` and, with ``trt`` (:func:`_trt_settings`), TensorRT."""
-    from paddle import inference
-    half = inference.PrecisionType.Half
-    fp32 = inference.PrecisionType.Float32
-    fp16 = opts.precision == 'fp16'
+    """``enable_use_gpu`` and, with ``trt`` (:class:`~paddleseg.deploy.tensorrt.TrtSettings`),
+    TensorRT; the precisions as :data:`~paddleseg.deploy.options.GPU_PRECISIONS`."""
     config.enable_use_gpu(
         memory_pool_init_size_mb=opts.gpu_mem_mb, device_id=opts.device_id,
-        precision_mode=half if fp16 and not opts.use_trt else fp32)
+        precision_mode=precision_type('fp32' if opts.use_trt else opts.precision))
     if not opts.use_trt:
         return
-    max_batch_size, shape_range = trt
     try:
         config.enable_tensorrt_engine(
-            workspace_size=opts.trt_workspace_mb << 20, max_batch_size=max_batch_size,
+            workspace_size=opts.trt_workspace_mb << 20, max_batch_size=trt.max_batch_size,
             min_subgraph_size=opts.trt_min_subgraph_size,
-            precision_mode=half if fp16 else fp32,
-            use_static=opts.trt_use_static, use_calib_mode=False)
+            precision_mode=precision_type(opts.precision),
+            use_static=opts.trt_use_static, use_calib_mode=opts.precision == 'int8')
     except RuntimeError as exc:  # e.g. a paddle built without TensorRT
         lines = str(exc).strip().splitlines()
         raise RuntimeError('use_trt: {} (paddle {})'.format(
             lines[0] if lines else type(exc).__name__, paddle.__version__)) from None
-    if shape_range:
-        name, shapes = shape_range
+    if trt.shape_file:
+        config.enable_tuned_tensorrt_dynamic_shape(shape_range_info_path=trt.shape_file,
+                                                   allow_build_at_runtime=True)
+    else:
+        name, shapes = trt.shape_range
         config.set_trt_dynamic_shape_info(
             min_input_shape={name: shapes['min']},
             max_input_shape={name: shapes['max']},
             optim_input_shape={name: shapes['opt']})
-    if opts.trt_cache_dir:
-        config.set_optim_cache_dir(str(opts.trt_cache_dir))
+    os.makedirs(trt.cache_dir, exist_ok=True)  # Paddle makes one level only
+    config.set_optim_cache_dir(trt.cache_dir)
 
 
 def _set_cpu(config, opts, fmt):
@@ -239,24 +218,54 @@ def _set_cpu(config, opts, fmt):
 def create_predictor(model_dir, use_gpu=False, use_onednn=False, cpu_threads=None,
                      **options):
     """A ``paddle.inference`` predictor of an exported model (either Paddle
-    format): ``paddle.inference.create_predictor(build_config(...))``.
+    format): ``paddle.inference.create_predictor(build_config(...))``, after
+    the TensorRT passes its options ask for.
+
+    With ``use_trt`` and ``trt_auto_tune``, the shape ranges are collected
+    first (:func:`~paddleseg.deploy.tensorrt.collect_shape_ranges`: the
+    export run on the tuning shapes, the file written beside it). int8
+    TensorRT needs the calibration tables of
+    :func:`~paddleseg.deploy.tensorrt.calibrate_int8` in the cache folder:
+    without them Paddle would run its calibration mode (no TensorRT engine),
+    so this raises instead. Paddle's "some trt inputs dynamic shape info not
+    set" (a TensorRT subgraph input without a range) becomes one DeployError
+    line that names ``trt_auto_tune``.
 
     Args:
         model_dir (str): The folder :func:`~paddleseg.deploy.export` wrote.
         use_gpu, use_onednn, cpu_threads: See :func:`build_config`.
         **options: The keyword-only arguments of :func:`build_config`:
-            ``device_id``, ``gpu_mem_mb``, ``precision`` ('fp32'/'fp16'),
-            ``use_trt``, ``trt_min_subgraph_size``, ``trt_workspace_mb``,
+            ``device_id``, ``gpu_mem_mb``, ``precision``, ``use_trt``,
+            ``trt_min_subgraph_size``, ``trt_workspace_mb``,
             ``trt_dynamic_shape`` (``{'min': [N, C, H, W], 'opt': [...],
-            'max': [...]}``, required by TensorRT for a dynamic export),
-            ``trt_use_static``, ``trt_cache_dir``.
+            'max': [...]}``), ``trt_use_static``, ``trt_cache_dir``,
+            ``trt_auto_tune``, ``trt_shape_file``.
 
     Returns:
         paddle.inference.Predictor
     """
     from paddle import inference
-    return inference.create_predictor(
-        build_config(model_dir, use_gpu, use_onednn, cpu_threads, **options))
+    opts = DeployOptions.from_predictor_args('inference', use_gpu, use_onednn,
+                                             cpu_threads, **options)
+    if opts.use_trt:
+        deploy = load_deploy(model_dir)
+        if opts.trt_auto_tune:
+            collect_shape_ranges(model_dir, deploy, opts)
+        trt = trt_settings(model_dir, deploy, deploy_format(deploy), opts)
+        if opts.precision == 'int8' and not calibration_tables(trt.cache_dir):
+            raise DeployError('int8 TensorRT: no calibration table in {}: run '
+                              'paddleseg.deploy.tensorrt.calibrate_int8 on '
+                              'representative images first'.format(trt.cache_dir))
+    config = build_config(model_dir, use_gpu, use_onednn, cpu_threads, **options)
+    try:
+        return inference.create_predictor(config)
+    except (ValueError, RuntimeError) as exc:
+        if 'dynamic shape info not set' not in str(exc):
+            raise
+        raise DeployError('TensorRT: some TensorRT subgraph inputs have no shape range '
+                          '(ops left out of TensorRT, e.g. the point head\'s, split the '
+                          'program): pass trt_auto_tune=True (--auto_tune) to collect '
+                          'them') from None
 
 
 def run_predictor(predictor, images):

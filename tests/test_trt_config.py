@@ -1,0 +1,285 @@
+"""Paddle-TensorRT on the CPU: the passes before a TensorRT predictor and the
+configs they lead to (paddleseg.deploy.tensorrt, create_predictor), the
+precisions of Paddle Inference on a GPU, and the TensorRT flags of val.py /
+predict.py.
+
+* The shape-range collection (``trt_auto_tune``) really runs here: a
+  CPU-only paddle drops ``enable_use_gpu`` and runs the tuning predictor on
+  the CPU, where ``collect_shape_range_info`` works the same. On an export of
+  the toolkit's PointRend model (narrow ResNet18_vd) the file must hold the
+  ranges of the point head's tensors (top_k, grid_sampler, put_along_axis
+  outputs): the inputs of the TensorRT subgraphs after the ops TensorRT does
+  not take, which a range of ``x`` alone leaves unset.
+* The TensorRT config is built on the recording Config
+  (tests/helpers/config_recorder.py); ``paddle.inference.create_predictor``
+  is replaced for TensorRT configs only (a CPU-only paddle cannot make one).
+
+The GPU runs: tests/gpu/test_trt_predictor_gpu.py.
+"""
+
+import os
+
+import numpy as np
+import paddle
+import pytest
+from paddle import inference
+
+from config_recorder import RecordingConfig, check_calls
+from paddleseg.deploy import DeployError, DeployOptions, build_config, create_predictor
+from paddleseg.deploy import export, load_deploy
+from paddleseg.deploy import tensorrt as trt_mod
+from test_predictor_config import STATIC_SHAPE, TinySeg
+
+DYNAMIC = {'min': [1, 3, 16, 16], 'opt': [1, 3, 32, 48], 'max': [2, 3, 64, 96]}
+POINT_RANGE = {'min': [1, 3, 32, 32], 'opt': [1, 3, 64, 96], 'max': [2, 3, 96, 128]}
+FP32, HALF = inference.PrecisionType.Float32, inference.PrecisionType.Half
+INT8, BF16 = inference.PrecisionType.Int8, inference.PrecisionType.Bfloat16
+MISSING_RANGE = ('(InvalidArgument) some trt inputs dynamic shape info not set, check '
+                 'the INFO log above for more details.')
+
+
+@pytest.fixture(scope='module')
+def tiny(tmp_path_factory):
+    """``{'dynamic': dir, 'static': dir}``: TinySeg exported (paddle_legacy)."""
+    base = tmp_path_factory.mktemp('trt_tiny')
+    paddle.seed(5)
+    model = TinySeg()
+    model.eval()
+    export(model, str(base / 'dynamic'))
+    export(model, str(base / 'static'), input_shape=STATIC_SHAPE)
+    return {'dynamic': str(base / 'dynamic'), 'static': str(base / 'static')}
+
+
+@pytest.fixture(scope='module')
+def point_export(tmp_path_factory):
+    """The narrow PointRendFPN of the robustness tests, exported with a dynamic input."""
+    from robust_helpers import NARROW_MODEL
+    from tiny_data import make_tiny_cityscapes, write_tiny_config
+
+    from paddleseg.cvlibs import Config, builder
+    base = tmp_path_factory.mktemp('trt_point')
+    root = make_tiny_cityscapes(str(base / 'data'), n_train=1, n_val=1)
+    cfg_path = str(write_tiny_config(str(base / 'tiny.yml'), root, iters=1, batch_size=1,
+                                     crop=32, model=NARROW_MODEL))
+    paddle.seed(3)
+    model = builder.build_model(Config(cfg_path, for_training=False).dic, cfg_path)
+    model.eval()
+    export(model, str(base / 'export'))
+    return str(base / 'export')
+
+
+class Made:
+    """``paddle.inference.create_predictor`` for the tests: the real one for
+    configs without TensorRT (the tuning run), a stand-in for the others
+    (kept in ``trt``)."""
+
+    def __init__(self, real, error=None):
+        self.real, self.error, self.trt, self.plain = real, error, [], []
+
+    def __call__(self, config):
+        if not any(c.name == 'enable_tensorrt_engine' for c in config.calls):
+            self.plain.append(config)
+            return self.real(config)
+        if self.error:
+            raise ValueError(self.error)
+        self.trt.append(config)
+        return 'trt predictor'
+
+
+@pytest.fixture
+def made(monkeypatch):
+    """The recording Config and :class:`Made` in paddle.inference."""
+    monkeypatch.setattr(inference, 'Config', RecordingConfig)
+    stand_in = Made(inference.create_predictor)
+    monkeypatch.setattr(inference, 'create_predictor', stand_in)
+    return stand_in
+
+
+def _names(config):
+    check_calls(config.calls)
+    return [c.name for c in config.calls]
+
+
+def _only(config, name):
+    found = [c for c in config.calls if c.name == name]
+    assert len(found) == 1, (name, config.calls)
+    return found[0]
+
+
+# -- the tuning run -------------------------------------------------------------
+def test_auto_tune_collects_the_point_heads_tensors(point_export, tmp_path):
+    opts = DeployOptions(engine='inference', device='gpu', use_trt=True, trt_auto_tune=True,
+                         trt_dynamic_shape=POINT_RANGE, trt_cache_dir=str(tmp_path))
+    ranges = trt_mod.collect_shape_ranges(point_export, load_deploy(point_export), opts)
+    shape_file = str(tmp_path / trt_mod.SHAPE_FILE)
+    assert os.path.isfile(shape_file) and trt_mod.read_shape_ranges(shape_file) == ranges
+    assert ranges['x'] == POINT_RANGE  # opt fed twice: Paddle's tuned opt is the mode
+    # the point head's tensors, inputs of the subgraphs after the ops TensorRT
+    # does not take, have ranges too; the number of points (rows) follows the size
+    for op in ('top_k_v2', 'grid_sampler', 'put_along_axis'):
+        names = [n for n in ranges if n.startswith(op + '_')]
+        assert names, (op, sorted(ranges)[:20])
+    points = [ranges[n] for n in ranges if n.startswith('top_k_v2_')]
+    assert any(r['min'][0] == 1 and r['max'][0] == 2 and r['min'][1] < r['max'][1]
+               for r in points), points
+
+
+def test_tuning_shapes_feed_opt_twice():
+    settings = trt_mod.TrtSettings(2, ('x', DYNAMIC), None, 'c')
+    assert trt_mod.tuning_shapes(settings) == [DYNAMIC['min'], DYNAMIC['opt'],
+                                               DYNAMIC['opt'], DYNAMIC['max']]
+    fixed = {k: STATIC_SHAPE for k in ('min', 'opt', 'max')}
+    assert trt_mod.tuning_shapes(trt_mod.TrtSettings(2, ('x', fixed), None, 'c')) == \
+        [STATIC_SHAPE]
+
+
+def test_auto_tune_then_tuned_tensorrt(tiny, made, tmp_path):
+    cache = str(tmp_path / 'cache')
+    out = create_predictor(tiny['dynamic'], use_gpu=True, use_trt=True, trt_auto_tune=True,
+                           trt_dynamic_shape=DYNAMIC, trt_cache_dir=cache, precision='fp16')
+    assert out == 'trt predictor'
+    shape_file = os.path.join(cache, trt_mod.SHAPE_FILE)
+    tuning, = made.plain
+    assert _names(tuning) == ['enable_use_gpu', 'disable_glog_info',
+                              'collect_shape_range_info']
+    assert _only(tuning, 'enable_use_gpu').kwargs['precision_mode'] == FP32
+    written, = _only(tuning, 'collect_shape_range_info').args
+    assert written == '{}.{}.tmp'.format(shape_file, os.getpid())
+    assert not os.path.exists(written)  # moved onto shape_file
+    assert trt_mod.read_shape_ranges(shape_file)['x'] == DYNAMIC
+    config, = made.trt
+    assert _names(config) == ['enable_use_gpu', 'enable_tensorrt_engine',
+                              'enable_tuned_tensorrt_dynamic_shape', 'set_optim_cache_dir',
+                              'enable_memory_optim', 'disable_glog_info']
+    assert _only(config, 'enable_tuned_tensorrt_dynamic_shape').kwargs == {
+        'shape_range_info_path': shape_file, 'allow_build_at_runtime': True}
+    trt = _only(config, 'enable_tensorrt_engine').kwargs
+    assert trt['precision_mode'] == HALF and trt['max_batch_size'] == 2
+    assert trt['use_calib_mode'] is False
+    # the real Config keeps the tuned mode even without CUDA
+    assert config.tuned_tensorrt_dynamic_shape() is True
+    assert config.shape_range_info_path() == shape_file
+    assert config.trt_allow_build_at_runtime() is True
+
+    # the file, kept beside the export, serves a later run without tuning
+    config = build_config(tiny['dynamic'], use_gpu=True, use_trt=True,
+                          trt_shape_file=shape_file)
+    assert 'set_trt_dynamic_shape_info' not in _names(config)
+    assert _only(config, 'enable_tensorrt_engine').kwargs['max_batch_size'] == 2
+
+
+def test_auto_tune_of_a_fixed_export_runs_its_shape(tiny, made):
+    create_predictor(tiny['static'], use_gpu=True, use_trt=True, trt_auto_tune=True)
+    shape_file = os.path.join(tiny['static'], trt_mod.SHAPE_FILE)  # beside the model
+    assert trt_mod.read_shape_ranges(shape_file)['x'] == {
+        k: STATIC_SHAPE for k in ('min', 'opt', 'max')}
+    config, = made.trt
+    assert _only(config, 'enable_tuned_tensorrt_dynamic_shape').kwargs[
+        'shape_range_info_path'] == shape_file
+
+
+def test_shape_file_without_the_input_is_refused(tiny, tmp_path):
+    bad = tmp_path / 'other.pbtxt'
+    bad.write_text('shape_range_info {\n  name: "y"\n  min_shape: 1\n  max_shape: 1\n'
+                   '  opt_shape: 1\n}\n')
+    with pytest.raises(DeployError, match="no shape range of the input 'x'"):
+        build_config(tiny['dynamic'], use_gpu=True, use_trt=True, trt_shape_file=str(bad))
+
+
+def test_missing_subgraph_ranges_name_auto_tune(tiny, made):
+    made.error = MISSING_RANGE
+    with pytest.raises(DeployError, match='trt_auto_tune=True') as exc:
+        create_predictor(tiny['dynamic'], use_gpu=True, use_trt=True,
+                         trt_dynamic_shape=DYNAMIC)
+    assert '\n' not in str(exc.value)
+
+
+# -- precisions on a GPU -----------------------------------------------------------
+@pytest.mark.parametrize('precision, mode', [('fp32', FP32), ('fp16', HALF), ('bf16', BF16)])
+def test_gpu_precision_without_tensorrt(tiny, made, precision, mode):
+    config = build_config(tiny['dynamic'], use_gpu=True, precision=precision)
+    assert _names(config) == ['enable_use_gpu', 'enable_memory_optim', 'disable_glog_info']
+    assert _only(config, 'enable_use_gpu').kwargs['precision_mode'] == mode
+
+
+def test_int8_tensorrt_calibrates_first(tiny, made, tmp_path):
+    cache = tmp_path / 'cache'
+    options = dict(use_gpu=True, use_trt=True, precision='int8', trt_cache_dir=str(cache))
+    config = build_config(tiny['static'], **options)
+    assert _only(config, 'enable_use_gpu').kwargs['precision_mode'] == FP32
+    trt = _only(config, 'enable_tensorrt_engine').kwargs
+    assert trt['precision_mode'] == INT8 and trt['use_calib_mode'] is True
+    assert _only(config, 'set_optim_cache_dir').args == (str(cache),)
+    assert cache.is_dir()  # made (Paddle makes one folder level only)
+    # without a calibration table Paddle would run its calibration mode: refused
+    with pytest.raises(DeployError, match='calibrate_int8'):
+        create_predictor(tiny['static'], **options)
+    assert made.trt == []
+    (cache / (trt_mod.CALIB_PREFIX + '123')).write_text('table')
+    assert create_predictor(tiny['static'], **options) == 'trt predictor'
+
+
+def test_calibrate_int8_runs_the_batches_on_the_int8_config(tiny, made, monkeypatch,
+                                                            tmp_path):
+    seen = []
+    monkeypatch.setattr(trt_mod, '_run_and_release',
+                        lambda config, batches: seen.append((config, batches)))
+    cache = tmp_path / 'cache'
+    cache.mkdir()
+    (cache / (trt_mod.CALIB_PREFIX + '7')).write_text('table')
+    images = [np.zeros(STATIC_SHAPE, 'float32')] * 2
+    tables = trt_mod.calibrate_int8(tiny['static'], images, trt_cache_dir=str(cache))
+    assert tables == [str(cache / (trt_mod.CALIB_PREFIX + '7'))]
+    (config, batches), = seen
+    assert len(batches) == 2
+    trt = _only(config, 'enable_tensorrt_engine').kwargs
+    assert trt['precision_mode'] == INT8 and trt['use_calib_mode'] is True
+
+
+# -- val.py / predict.py ------------------------------------------------------------
+@pytest.fixture
+def on_gpu(monkeypatch):
+    monkeypatch.setattr(paddle, 'get_device', lambda: 'gpu:0')
+
+
+def _options(script, *flags):
+    import predict
+    import val
+
+    from paddleseg.cli.engine_args import deploy_options
+    module = {'val': val, 'predict': predict}[script]
+    base = ['--config', 'c.yml', '--model_path', 'm', '--engine', 'inference']
+    if script == 'predict':
+        base += ['--image_path', 'i']
+    return deploy_options(module.parse_args(base + list(flags)))
+
+
+@pytest.mark.parametrize('script', ['val', 'predict'])
+def test_trt_flags_make_the_deploy_options(on_gpu, script):
+    opts = _options(script, '--use_trt', '--trt_precision', 'fp16', '--auto_tune',
+                    '--trt_dynamic_shape', '1,3,64,128', '1x3x96x160', '2,3,128,256',
+                    '--min_subgraph_size', '5', '--auto_tuned_shape_file', 's.pbtxt')
+    assert (opts.device, opts.precision, opts.use_trt, opts.trt_auto_tune) == \
+        ('gpu:0', 'fp16', True, True)
+    assert opts.trt_dynamic_shape == {'min': [1, 3, 64, 128], 'opt': [1, 3, 96, 160],
+                                      'max': [2, 3, 128, 256]}
+    assert (opts.trt_min_subgraph_size, opts.trt_shape_file) == (5, 's.pbtxt')
+    # PaddleSeg's spellings
+    opts = _options(script, '--use_trt', 'True', '--enable_auto_tune', 'True',
+                    '--trt_precision', 'int8')
+    assert (opts.use_trt, opts.trt_auto_tune, opts.precision) == (True, True, 'int8')
+    assert _options(script).use_trt is False
+
+
+@pytest.mark.parametrize('flags, match', [
+    (['--trt_precision', 'fp16'], '--trt_precision.*--use_trt'),
+    (['--use_trt', '--precision', 'fp16', '--trt_precision', 'int8'], 'disagree'),
+    (['--use_trt', '--trt_dynamic_shape', '1,3,64', '1,3,64,64', '1,3,64,64'],
+     '--trt_dynamic_shape'),
+    (['--use_trt', '--trt_precision', 'bf16'], "'bf16' has no TensorRT mode"),
+    (['--auto_tune'], 'trt_auto_tune.*use_trt'),
+])
+def test_bad_trt_flags_are_one_line_errors(on_gpu, flags, match):
+    with pytest.raises(DeployError, match=match) as exc:
+        _options('val', *flags)
+    assert '\n' not in str(exc.value)
