@@ -4,8 +4,10 @@ autocast, the loss scaler and its checkpoint state.
 How a training run uses it (in this order)::
 
     precision, amp_level = resolve_precision(precision, amp_level)  # after setup_device
-    # resuming: model and optimizer states first, into the float32 model
+    # resuming: the model's float32 weights first, into the float32 model
     model, optimizer = prepare(model, optimizer, precision, amp_level)  # before DataParallel
+    # resuming: then the optimizer state, in the names the prepared optimizer
+    # asks for (paddleseg.core.optim_state.load_optimizer_state)
     scaler = make_grad_scaler(precision)
     load_scaler_state(scaler, states.get('scaler.pdstate'))  # resuming
     ...
@@ -140,11 +142,13 @@ def prepare(model, optimizer, precision, amp_level, excluded_layers=None):
     ``model.state_dict()`` returns float32 tensors (checkpoints stay fp32).
 
     Call it once, on the model's device, before wrapping the model in
-    ``paddle.DataParallel`` (or SyncBatchNorm conversion), and best after
-    restoring a checkpoint's model and optimizer states (the float32 weights
-    then go into float32 parameters; the optimizer's saved master weights are
-    picked up by name at its first step). Weights loaded later need
-    :func:`match_state_dtypes`.
+    ``paddle.DataParallel`` (or SyncBatchNorm conversion), best after
+    restoring a checkpoint's weights (the float32 weights then go into
+    float32 parameters) and before restoring its optimizer state: a
+    multi-precision optimizer asks for its state by the master weights'
+    names, which :func:`paddleseg.core.optim_state.load_optimizer_state`
+    gives it (building master weights a checkpoint of another precision
+    lacks). Weights loaded later need :func:`match_state_dtypes`.
 
     Args:
         model (nn.Layer): Not a ``paddle.DataParallel``.

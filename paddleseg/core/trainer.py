@@ -116,11 +116,15 @@ class Trainer:
     def prepare_amp(self, scaler_state=None):
         """Make model and optimizer ready for the run's precision
         (:func:`paddleseg.core.amp.prepare`: fp16 weights with fp32 master
-        weights under O2, nothing otherwise) and build the loss scaler
-        (fp16), restored from ``scaler_state`` when resuming. Runs after the
-        checkpoint's fp32 weights are loaded and before DataParallel."""
+        weights under O2, nothing otherwise), restore the resumed
+        checkpoint's optimizer state into it (whatever precision saved it:
+        :meth:`~paddleseg.core.checkpointer.Checkpointer.restore_optimizer`)
+        and build the loss scaler (fp16), restored from ``scaler_state`` when
+        resuming. Runs after the checkpoint's fp32 weights are loaded and
+        before DataParallel."""
         self.net, self.optimizer = amp.prepare(self.net, self.optimizer, self.precision,
                                                self.opts.amp_level)
+        self.checkpointer.restore_optimizer()
         self.scaler = amp.make_grad_scaler(self.precision)
         amp.load_scaler_state(self.scaler, scaler_state)
 
