@@ -187,13 +187,47 @@ def autocast(precision, amp_level='O1', custom_white_list=None, custom_black_lis
                                 custom_black_list=custom_black_list)
 
 
+class _GradScaler(paddle.amp.GradScaler):
+    """``paddle.amp.GradScaler`` whose ``update`` survives numpy 2.4.
+
+    Paddle 3.3's logs each lowering of the loss scale with ``float()`` of its
+    ``[1]``-shaped scale tensor, which numpy 2.4 refuses (``TypeError: only
+    0-dimensional arrays can be converted to Python scalars``): the first
+    fp16 overflow would end the run. The scale is 0-d while paddle's update
+    runs, ``[1]`` otherwise (as paddle's ops and state dict expect)."""
+
+    def _update(self):
+        scale = getattr(self, '_scale', None)
+        if scale is None or scale.ndim == 0:
+            return super()._update()
+        shape = list(scale.shape)
+        self._scale = scale.reshape([])
+        try:
+            return super()._update()
+        finally:
+            self._scale = self._scale.reshape(shape)
+
+
 def make_grad_scaler(precision, init_loss_scaling=INIT_LOSS_SCALING, **kwargs):
-    """``paddle.amp.GradScaler(enable=precision == 'fp16',
+    """A ``paddle.amp.GradScaler(enable=precision == 'fp16',
     init_loss_scaling=init_loss_scaling, **kwargs)`` (dynamic loss scaling,
-    paddle's defaults otherwise). Disabled, it passes the loss and the
-    optimizer step through unchanged (paddle also disables it on a CPU)."""
-    return paddle.amp.GradScaler(enable=precision == 'fp16',
-                                 init_loss_scaling=init_loss_scaling, **kwargs)
+    paddle's defaults otherwise; see :class:`_GradScaler`). Disabled, it
+    passes the loss and the optimizer step through unchanged (paddle also
+    disables it on a CPU)."""
+    return _GradScaler(enable=precision == 'fp16', init_loss_scaling=init_loss_scaling,
+                       **kwargs)
+
+
+def step_skipped(scaler):
+    """Whether ``scaler``'s last ``step`` skipped the optimizer's update
+    because the gradients were not finite (its loss scale then went down at
+    ``update``). Paddle keeps that only privately (``_cache_found_inf``, a
+    bool or a bool tensor, which its ``update`` has read already); False for
+    a disabled scaler, which never skips."""
+    if not scaler.is_enable():
+        return False
+    found = getattr(scaler, '_cache_found_inf', None)
+    return bool(found) if found is not None else False
 
 
 def scaler_state(scaler):
