@@ -5,7 +5,8 @@ use_trt=...)``), against the CPU predictor.
 export.py writes the tiny model (the default ``paddle_legacy`` format,
 which Paddle-TensorRT takes) with a dynamic input and with a fixed
 1x3x64x128 one. Each GPU predictor's class map must agree with the CPU
-predictor's on at least 99.9% of the pixels. fp16 skips below compute
+predictor's on at least 99.9% of the pixels in fp32, 99.5% in fp16 (a
+measurement: tests/gpu/conftest.py FP16_MIN_AGREEMENT). fp16 skips below compute
 capability 7.0; TensorRT skips when this paddle is built without it
 (``paddle.inference.get_trt_compile_version() == (0, 0, 0)``) or finds no
 TensorRT library at run time. The CPU tests of the configs these
@@ -54,6 +55,7 @@ def test_gpu_predictor_agrees_with_the_cpu_predictor(exported, tools, tmp_path,
         out = run_predictor(gpu, x)
         assert out.dtype == np.int32 and out.shape == (n, h, w), (out.dtype, out.shape)
         share = tools.agreement(out, run_predictor(cpu, x))
-        assert share >= MIN_AGREEMENT, (
+        least = MIN_AGREEMENT if precision == 'fp32' else tools.FP16_MIN_AGREEMENT
+        assert share >= least, (
             '{} input {}x3x{}x{}, {}: the GPU predictor agrees with the CPU one on '
             '{:.4%} of the pixels'.format(name, n, h, w, options, share))
