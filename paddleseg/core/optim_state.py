@@ -151,7 +151,11 @@ def optimizer_state(optimizer, model):
     name of each canonical one. For each BatchNorm parameter the
     accumulators are also stored under the ``sync_batch_norm_<i>`` name,
     which PaddleSeg's model has when it trains on several GPUs (paddle
-    ignores keys it does not ask for). With a warmup (our
+    ignores keys it does not ask for). A multi-precision optimizer's state
+    (O2) keeps its master-weight names, canonical too
+    (``conv2d_0.w_0_fp32_master_0_velocity_0``, ``master_weights``
+    ``{'conv2d_0.w_0': <tensor named conv2d_0.w_0_fp32_master_0>}``): what
+    PaddleSeg's O2 resume asks for. With a warmup (our
     ``PolynomialDecay(warmup_iters>0)``) the scheduler state also has the
     ``LinearWarmup_LR`` entry that PaddleSeg's ``LinearWarmup`` reads.
     """
@@ -181,8 +185,9 @@ def optimizer_state(optimizer, model):
             out['{}{}_{}_0'.format(canon[param], infix, acc)] = value
             m = _PARAM.fullmatch(canon[param])
             if m and m.group('scope') in _SCOPE_ALIASES:
-                aliases['{}_{}.{}{}_{}_0'.format(_SCOPE_ALIASES[m.group('scope')], m.group('layer'),
-                                                 m.group('kind'), infix, acc)] = value
+                alias = '{}_{}.{}'.format(_SCOPE_ALIASES[m.group('scope')], m.group('layer'),
+                                          m.group('kind'))
+                aliases['{}{}_{}_0'.format(alias, infix, acc)] = value
     out.update(aliases)
     return out
 
