@@ -3,7 +3,8 @@
 A checkpoint saved in fp32, O1, O2 (ours: canonical names) or by PaddleSeg
 (paddle's names of the saving process, fp32 or O2) is resumed in fp32, O1
 and O2, in a process that names the parameters differently (layers built
-before the model). Each time the optimizer creates its accumulators as
+before the model); and ours are resumed PaddleSeg's way (a fresh process,
+plain ``set_state_dict``) in their own precision. Each time the optimizer creates its accumulators as
 its first step does (``_create_accumulators``: where paddle asserts
 "Optimizer set error ... should in state dict") and must find every saved
 velocity, and under O2 float32 master weights with the exact saved (or
@@ -163,3 +164,25 @@ def test_the_trainer_restores_the_optimizer_after_preparing_it(tmp_path, monkeyp
         np.testing.assert_array_equal(_velocity(opt, p), np.full(p.shape, i + 0.5), err_msg=n)
     np.testing.assert_allclose(opt._master_weights[net[0].weight.name].numpy(),
                                exact['0.weight'], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize('source', ['fp32', 'O1', 'O2'])
+def test_paddleseg_resumes_ours_in_the_same_precision(tmp_path, source):
+    """PaddleSeg's resume: a fresh process (a fresh name generator here) and
+    plain ``optimizer.set_state_dict``; our O2 state's master weights carry
+    the names its accumulators are keyed by."""
+    _save(source, str(tmp_path / 'ckpt'))
+    state = paddle.load(str(tmp_path / 'ckpt' / 'model.pdopt'))
+    with paddle.utils.unique_name.guard():
+        net, opt = _prepared('fp32')
+        net.set_state_dict(paddle.load(str(tmp_path / 'ckpt' / 'model.pdparams')))
+        if source == 'O2':
+            fake_o2(net, opt)
+        opt.set_state_dict(state)
+        _first_step(opt, net)
+    exact = _exact(net)
+    for i, (n, p) in enumerate(_trainable(net)):
+        np.testing.assert_array_equal(_velocity(opt, p), np.full(p.shape, i + 0.5), err_msg=n)
+        if uses_master_weight(opt, p):
+            np.testing.assert_allclose(opt._master_weights[p.name].numpy(), exact[n],
+                                       rtol=0, atol=1e-6, err_msg=n)
