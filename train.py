@@ -63,7 +63,8 @@ def parse_args(argv=None):
                         '1000 when --warmup true and the config has none.')
     p.add_argument('--nan_policy', choices=['stop', 'skip'], default='stop',
                    help='On a NaN/inf loss: stop (the last checkpoint stays), or '
-                        'skip the update (stops after 10 in a row).')
+                        'skip the update (stops after 10 in a row). With fp16 the '
+                        'loss scaler skips steps that overflow first.')
     p.add_argument('--stall_timeout', type=float, default=1800, metavar='SECONDS',
                    help='Exit with status 124 when one training step takes longer '
                         '(e.g. a collective waiting for a dead process); 0: never.')

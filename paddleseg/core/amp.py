@@ -4,8 +4,10 @@ autocast, the loss scaler and its checkpoint state.
 How a training run uses it (in this order)::
 
     precision, amp_level = resolve_precision(precision, amp_level)  # after setup_device
-    # resuming: model and optimizer states first, into the float32 model
+    # resuming: the model's float32 weights first, into the float32 model
     model, optimizer = prepare(model, optimizer, precision, amp_level)  # before DataParallel
+    # resuming: then the optimizer state, in the names the prepared optimizer
+    # asks for (paddleseg.core.optim_state.load_optimizer_state)
     scaler = make_grad_scaler(precision)
     load_scaler_state(scaler, states.get('scaler.pdstate'))  # resuming
     ...
@@ -140,11 +142,13 @@ def prepare(model, optimizer, precision, amp_level, excluded_layers=None):
     ``model.state_dict()`` returns float32 tensors (checkpoints stay fp32).
 
     Call it once, on the model's device, before wrapping the model in
-    ``paddle.DataParallel`` (or SyncBatchNorm conversion), and best after
-    restoring a checkpoint's model and optimizer states (the float32 weights
-    then go into float32 parameters; the optimizer's saved master weights are
-    picked up by name at its first step). Weights loaded later need
-    :func:`match_state_dtypes`.
+    ``paddle.DataParallel`` (or SyncBatchNorm conversion), best after
+    restoring a checkpoint's weights (the float32 weights then go into
+    float32 parameters) and before restoring its optimizer state: a
+    multi-precision optimizer asks for its state by the master weights'
+    names, which :func:`paddleseg.core.optim_state.load_optimizer_state`
+    gives it (building master weights a checkpoint of another precision
+    lacks). Weights loaded later need :func:`match_state_dtypes`.
 
     Args:
         model (nn.Layer): Not a ``paddle.DataParallel``.
@@ -183,13 +187,47 @@ def autocast(precision, amp_level='O1', custom_white_list=None, custom_black_lis
                                 custom_black_list=custom_black_list)
 
 
+class _GradScaler(paddle.amp.GradScaler):
+    """``paddle.amp.GradScaler`` whose ``update`` survives numpy 2.4.
+
+    Paddle 3.3's logs each lowering of the loss scale with ``float()`` of its
+    ``[1]``-shaped scale tensor, which numpy 2.4 refuses (``TypeError: only
+    0-dimensional arrays can be converted to Python scalars``): the first
+    fp16 overflow would end the run. The scale is 0-d while paddle's update
+    runs, ``[1]`` otherwise (as paddle's ops and state dict expect)."""
+
+    def _update(self):
+        scale = getattr(self, '_scale', None)
+        if scale is None or scale.ndim == 0:
+            return super()._update()
+        shape = list(scale.shape)
+        self._scale = scale.reshape([])
+        try:
+            return super()._update()
+        finally:
+            self._scale = self._scale.reshape(shape)
+
+
 def make_grad_scaler(precision, init_loss_scaling=INIT_LOSS_SCALING, **kwargs):
-    """``paddle.amp.GradScaler(enable=precision == 'fp16',
+    """A ``paddle.amp.GradScaler(enable=precision == 'fp16',
     init_loss_scaling=init_loss_scaling, **kwargs)`` (dynamic loss scaling,
-    paddle's defaults otherwise). Disabled, it passes the loss and the
-    optimizer step through unchanged (paddle also disables it on a CPU)."""
-    return paddle.amp.GradScaler(enable=precision == 'fp16',
-                                 init_loss_scaling=init_loss_scaling, **kwargs)
+    paddle's defaults otherwise; see :class:`_GradScaler`). Disabled, it
+    passes the loss and the optimizer step through unchanged (paddle also
+    disables it on a CPU)."""
+    return _GradScaler(enable=precision == 'fp16', init_loss_scaling=init_loss_scaling,
+                       **kwargs)
+
+
+def step_skipped(scaler):
+    """Whether ``scaler``'s last ``step`` skipped the optimizer's update
+    because the gradients were not finite (its loss scale then went down at
+    ``update``). Paddle keeps that only privately (``_cache_found_inf``, a
+    bool or a bool tensor, which its ``update`` has read already); False for
+    a disabled scaler, which never skips."""
+    if not scaler.is_enable():
+        return False
+    found = getattr(scaler, '_cache_found_inf', None)
+    return bool(found) if found is not None else False
 
 
 def scaler_state(scaler):

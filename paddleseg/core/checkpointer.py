@@ -48,6 +48,7 @@ class Checkpointer:
 
     def __init__(self, trainer):
         self.trainer = trainer
+        self._optimizer_state = None
 
     @property
     def save_dir(self):
@@ -110,10 +111,12 @@ class Checkpointer:
 
     # -- resuming ------------------------------------------------------------
     def resume(self, ckpt_dir):
-        """Restore model, optimizer (with its lr schedule), iteration, seed
-        and the hooks' states from the folder ``ckpt_dir``; return the loss
-        scaler's state (None if it has none), which the trainer restores once
-        its scaler exists.
+        """Restore model, iteration, seed and the hooks' states from the
+        folder ``ckpt_dir``; return the loss scaler's state (None if it has
+        none), which the trainer restores once its scaler exists. The
+        optimizer's state (with its lr schedule) follows in
+        :meth:`restore_optimizer`, once the optimizer is prepared for the
+        run's precision.
 
         A PaddleSeg 2.8 folder resumes at iteration N + 1 of ``iter_<N>``;
         its random state is unknown, so the run is not bit-exact (one
@@ -128,9 +131,9 @@ class Checkpointer:
         if any(name not in states for name in PADDLESEG_FILES):  # what every one holds
             raise CheckpointError('{} lacks model.pdparams or model.pdopt'.format(ckpt_dir))
         t.net.set_state_dict(states['model.pdparams'])
-        load_optimizer_state(t.optimizer, t.net, states['model.pdopt'],
-                             names=meta.get('optimizer_params'),
-                             source=os.path.join(ckpt_dir, 'model.pdopt'))
+        self._optimizer_state = dict(state=states['model.pdopt'], weights=states['model.pdparams'],
+                                     names=meta.get('optimizer_params'),
+                                     source=os.path.join(ckpt_dir, 'model.pdopt'))
         state.start_iter = state.iteration = int(meta['iter'])
         state.last_saved = (state.start_iter, ckpt_dir)
         state.seed = int(meta.get('seed', state.seed))
@@ -142,3 +145,16 @@ class Checkpointer:
                                ckpt_dir))
         logger.info('Resumed from {} at iter {}'.format(ckpt_dir, state.start_iter))
         return states.get('scaler.pdstate')
+
+    def restore_optimizer(self):
+        """Load the optimizer state of the checkpoint :meth:`resume` read
+        into the trainer's optimizer as :func:`paddleseg.core.amp.prepare`
+        left it (the names of its state depend on the precision: see
+        :mod:`paddleseg.core.optim_state`); nothing when not resuming.
+
+        Raises:
+            CheckpointError: the state does not fit the model.
+        """
+        pending, self._optimizer_state = self._optimizer_state, None
+        if pending is not None:
+            load_optimizer_state(self.trainer.optimizer, self.trainer.net, **pending)

@@ -44,6 +44,12 @@ MAX_SKIPPED_STEPS = 10
 """With ``nan_policy='skip'``, training stops after this many non-finite
 losses in a row."""
 
+MAX_SCALER_SKIPS = 20
+"""Under an fp16 loss scaler, training stops (whatever the NaN policy) after
+this many steps in a row that the scaler skipped: each halves the loss
+scale, and after 20 halvings (1024 -> 2**-10) the scale no longer makes
+gradients overflow: the loss itself is not finite."""
+
 EVAL_WORKERS = 2
 """At most this many DataLoader workers for the evaluations during training."""
 
@@ -91,28 +97,56 @@ def _forward_state(model):
 class NanPolicyHook(HookBase):
     """The whole policy for a non-finite loss (NaN or inf, on any rank).
 
-    The trainer's step asks it: :meth:`before_forward` keeps, with
-    ``'skip'``, what the forward pass changes (BatchNorm's statistics);
-    :meth:`judge` tells, the same on every rank, whether the step must not
-    be applied, and then puts that back. After the step it decides what
-    follows: ``'stop'`` raises :class:`NonFiniteLossError` naming the last
-    checkpoint; ``'skip'`` logs it and goes on, up to
-    :data:`MAX_SKIPPED_STEPS` in a row.
+    The trainer's step asks it: :meth:`before_forward` keeps what the
+    forward pass changes (BatchNorm's statistics) when a skipped step must
+    leave no trace; :meth:`judge` tells, the same on every rank, whether the
+    step is skipped, and then puts that back. After the step it decides
+    what follows.
+
+    fp32 (and any run without an enabled loss scaler): a non-finite loss on
+    any rank skips the step and is the policy's event: ``'stop'`` raises
+    :class:`NonFiniteLossError` naming the last checkpoint; ``'skip'`` logs
+    it and goes on, up to :data:`MAX_SKIPPED_STEPS` in a row.
+
+    fp16 (an enabled ``GradScaler``): a step whose gradients are not finite
+    (fp16 overflow) is the scaler's to skip, as in PaddleSeg: it lowers the
+    loss scale and the run goes on, whatever the policy; the step leaves no
+    trace (BatchNorm's statistics are put back). Only
+    :data:`MAX_SCALER_SKIPS` such steps in a row stop the run.
     """
 
     def __init__(self, policy):
         self.policy = policy
         self.in_a_row = 0
+        self.scaler_in_a_row = 0
+        self.by_scaler = False
         self._kept = None
 
-    def before_forward(self, net):
-        self._kept = _forward_state(net) if self.policy == 'skip' else None
+    def before_forward(self, net, scaler=None):
+        scaling = scaler is not None and scaler.is_enable()
+        self._kept = _forward_state(net) if self.policy == 'skip' or scaling else None
 
-    def judge(self, terms):
-        """``(skipped, finite_here)`` for the loss ``terms`` (floats) of this
-        rank; a skipped step leaves no trace (a collective: every rank calls it)."""
-        finite = bool(np.isfinite(terms).all())
-        skipped = bool(dist.max_over_ranks([not finite])[0])
+    def judge(self, loss, scaler=None):
+        """``(skipped, finite_here)`` of a step whose ``loss`` (a scalar
+        tensor, still on the device) has been backpropagated; a skipped
+        step leaves no trace. A collective: every rank calls it.
+
+        Without an enabled ``scaler`` call it before the optimizer's step
+        (skipped: do not step): the loss's finiteness flag is read (the
+        step's one wait for the device) and maxed over the ranks. With one,
+        call it after ``scaler.step`` and ``scaler.update``: the scaler
+        decided (:func:`paddleseg.core.amp.step_skipped`), its verdict is
+        maxed over the ranks; the loss is read only when it skipped.
+        """
+        scaling = scaler is not None and scaler.is_enable()
+        if scaling:
+            overflow = amp.step_skipped(scaler)
+            finite = bool(paddle.isfinite(loss).all()) if overflow else True
+            skipped = bool(dist.max_over_ranks([overflow])[0])
+        else:
+            finite = bool(paddle.isfinite(loss).all())
+            skipped = bool(dist.max_over_ranks([not finite])[0])
+        self.by_scaler = scaling and skipped
         if skipped:
             for tensor, value in self._kept or ():
                 tensor.set_value(value)
@@ -123,7 +157,10 @@ class NanPolicyHook(HookBase):
         state = self.state
         step = state.step_info
         if not step['skipped']:
-            self.in_a_row = 0
+            self.in_a_row = self.scaler_in_a_row = 0
+            return
+        if self.by_scaler:
+            self._scaler_skipped()
             return
         terms = ', '.join('{:.4g}'.format(v) for v in step['terms'])
         message = 'non-finite loss at iter {}: terms {}'.format(state.iteration, terms)
@@ -136,6 +173,22 @@ class NanPolicyHook(HookBase):
             return
         if self.policy == 'skip':
             message += '; {} in a row'.format(self.in_a_row)
+        self._stop(message)
+
+    def _scaler_skipped(self):
+        state = self.state
+        self.scaler_in_a_row += 1
+        if self.scaler_in_a_row < MAX_SCALER_SKIPS:
+            if state.rank == 0:
+                logger.info('fp16: non-finite gradients at iter {}; the loss scaler skipped '
+                            'the step and lowered its scale'.format(state.iteration))
+            return
+        self._stop('the fp16 loss scaler skipped {} steps in a row (iter {}, loss terms {}): '
+                   'the loss is not finite'.format(
+                       self.scaler_in_a_row, state.iteration,
+                       ', '.join('{:.4g}'.format(v) for v in state.step_info['terms'])))
+
+    def _stop(self, message):
         last = self.trainer.checkpointer.latest()
         raise NonFiniteLossError(message + '; stopped. Last good checkpoint: {}'
                                  .format(last or 'none'))
@@ -151,7 +204,12 @@ class _Meter:
         self.items.append((terms, reader_cost, batch_cost, samples))
 
     def averages(self):
-        terms = np.mean([t for t, _, _, _ in self.items], axis=0)
+        tensors = [getattr(t, 'tensor', None) for t, _, _, _ in self.items]
+        if all(t is not None for t in tensors):  # LossTerms: one copy from the device
+            terms = paddle.stack(tensors).mean(axis=0).numpy().astype(np.float64)
+        else:
+            terms = np.mean([np.asarray(t, dtype=np.float64) for t, _, _, _ in self.items],
+                            axis=0)
         batch_cost = float(np.mean([b for _, _, b, _ in self.items]))
         samples = float(np.mean([s for _, _, _, s in self.items]))
         return {'terms': terms.tolist(), 'loss': float(terms.sum()),

@@ -22,6 +22,20 @@ A ``model.pdopt`` written by PaddleSeg has no such names; its parameters
 are matched to ours by order (:func:`match_by_order`): paddle creates the
 accumulators in the order of the model's trainable parameters, and our
 PointRend registers the same parameters in the same order as PaddleSeg's.
+
+Precision. A multi-precision optimizer (``multi_precision=True``, which
+``paddle.amp.decorate(level='O2')`` turns on) keeps, for each float16
+parameter ``<p>``, a float32 master weight named ``<p>_fp32_master_<i>``
+(``state['master_weights'][<p>]``) and keys that parameter's accumulators by
+the master's name (``<p>_fp32_master_0_velocity_0`` instead of
+``<p>_velocity_0``). A state is read as ``{parameter: accumulators, master
+weight}`` whatever precision saved it, and written in the names the
+optimizer as it is now (after :func:`paddleseg.core.amp.prepare`) asks for
+(:func:`load_optimizer_state`): fp32, O1, O2 and PaddleSeg states resume in
+any of fp32, O1 and O2. Master weights missing from the state (an fp32 or O1
+checkpoint resumed in O2) are built from the checkpoint's float32 weights;
+those of an O2 checkpoint resumed in fp32 or O1 become the float32 weights
+(exact, where ``model.pdparams`` holds them rounded to float16).
 """
 
 import re
@@ -30,12 +44,18 @@ import numpy as np
 import paddle
 
 from paddleseg.errors import CheckpointError
+from paddleseg.utils.checkpoint import cast_to
 
 LR_KEY, MASTER_KEY = 'LR_Scheduler', 'master_weights'
+# paddle's name of a parameter's float32 master weight: <parameter name>_fp32_master_<index>
+MASTER_SUFFIX = '_fp32_master'
+_MASTER = MASTER_SUFFIX + r'_\d+'
 # paddle's default parameter name: <layer type>_<index>.<w|b>_<index>
 _PARAM = re.compile(r'(?P<scope>.+)_(?P<layer>\d+)\.(?P<kind>[wb]_\d+)')
-# an accumulator: <parameter name>_<accumulator>_<index>
-_ACCUMULATOR = re.compile(r'(?P<param>.*\.[wb]_\d+)_(?P<acc>[A-Za-z][A-Za-z0-9_]*?)_(?P<idx>\d+)')
+# an accumulator: <parameter name>[_fp32_master_<index>]_<accumulator>_<index>
+_ACCUMULATOR = re.compile(r'(?P<param>.*\.[wb]_\d+)(?P<master>' + _MASTER
+                          + r')?_(?P<acc>[A-Za-z][A-Za-z0-9_]*?)_(?P<idx>\d+)')
+_REST = re.compile(r'(?P<master>' + _MASTER + r')?_(?P<acc>.+)_(?P<idx>\d+)')
 # PaddleSeg builds BatchNorm as SyncBatchNorm when it trains on several GPUs
 _SCOPE_ALIASES = {'batch_norm2d': 'sync_batch_norm'}
 
@@ -79,13 +99,30 @@ def canonical_names(model):
 
 
 def _split(key, names):
-    """``(param name, accumulator, index)`` of an accumulator key whose
-    parameter is one of ``names`` (longest match), or None."""
+    """``(param name, accumulator, of a master weight)`` of an accumulator
+    key whose parameter is one of ``names`` (longest match), or None:
+    ``conv2d_0.w_0_fp32_master_0_velocity_0`` -> ``('conv2d_0.w_0',
+    'velocity', True)``."""
     head = max((n for n in names if key.startswith(n + '_')), key=len, default=None)
     if head is None:
         return None
-    m = re.fullmatch(r'_(?P<acc>.+)_(?P<idx>\d+)', key[len(head):])
-    return (head, m.group('acc'), int(m.group('idx'))) if m else None
+    m = _REST.fullmatch(key[len(head):])
+    return (head, m.group('acc'), m.group('master') is not None) if m else None
+
+
+def _named(value, name):
+    """A tensor sharing ``value``'s data (a Tensor) under paddle name ``name``."""
+    out = value.detach() if isinstance(value, paddle.Tensor) else paddle.to_tensor(value)
+    out.name = name
+    return out
+
+
+def uses_master_weight(optimizer, param):
+    """Whether ``optimizer`` keeps a float32 master weight for ``param``:
+    it is multi-precision (``paddle.amp.decorate(level='O2')`` made it so)
+    and the parameter float16 or bfloat16."""
+    return bool(getattr(optimizer, '_multi_precision', False)) and \
+        param.dtype in (paddle.float16, paddle.bfloat16)
 
 
 def _next_index(key):
@@ -114,7 +151,11 @@ def optimizer_state(optimizer, model):
     name of each canonical one. For each BatchNorm parameter the
     accumulators are also stored under the ``sync_batch_norm_<i>`` name,
     which PaddleSeg's model has when it trains on several GPUs (paddle
-    ignores keys it does not ask for). With a warmup (our
+    ignores keys it does not ask for). A multi-precision optimizer's state
+    (O2) keeps its master-weight names, canonical too
+    (``conv2d_0.w_0_fp32_master_0_velocity_0``, ``master_weights``
+    ``{'conv2d_0.w_0': <tensor named conv2d_0.w_0_fp32_master_0>}``): what
+    PaddleSeg's O2 resume asks for. With a warmup (our
     ``PolynomialDecay(warmup_iters>0)``) the scheduler state also has the
     ``LinearWarmup_LR`` entry that PaddleSeg's ``LinearWarmup`` reads.
     """
@@ -130,56 +171,92 @@ def optimizer_state(optimizer, model):
                     'last_epoch': max(int(value['last_epoch']) - warmup, 0),
                     'last_lr': value['last_lr']}
         elif key == MASTER_KEY:
-            out[key] = {canon.get(k, k): v for k, v in value.items()}
+            # named as a fresh process names them: PaddleSeg's O2 resume asks
+            # for the accumulators by the master weight's name
+            out[key] = {canon.get(k, k): _named(v, canon.get(k, k) + MASTER_SUFFIX + '_0')
+                        for k, v in value.items()}
         else:
             parts = _split(key, canon)
             if parts is None:
                 out[key] = value
                 continue
-            param, acc, _ = parts
-            new = '{}_{}_0'.format(canon[param], acc)
-            out[new] = value
+            param, acc, master = parts
+            infix = MASTER_SUFFIX + '_0' if master else ''
+            out['{}{}_{}_0'.format(canon[param], infix, acc)] = value
             m = _PARAM.fullmatch(canon[param])
             if m and m.group('scope') in _SCOPE_ALIASES:
-                aliases['{}_{}.{}_{}_0'.format(_SCOPE_ALIASES[m.group('scope')],
-                                               m.group('layer'), m.group('kind'), acc)] = value
+                alias = '{}_{}.{}'.format(_SCOPE_ALIASES[m.group('scope')], m.group('layer'),
+                                          m.group('kind'))
+                aliases['{}{}_{}_0'.format(alias, infix, acc)] = value
     out.update(aliases)
     return out
 
 
-def _rename(state, mapping, optimizer, model):
-    """``state`` with each accumulator of a parameter in ``mapping`` (saved
-    name -> parameter of this process) renamed to the name this process's
-    optimizer will ask for; other accumulator keys are dropped.
-
-    A trainable parameter without saved state (it never had a gradient)
-    gets zeros for each accumulator that has the parameter's shape
-    (momentum's velocity, Adam's moments: what paddle starts them at), so
-    that a step that does update it finds its state."""
-    out, kinds, stated = {}, {}, set()
+def _collect(state, mapping):
+    """``({id(param): {accumulator: value}}, {id(param): master weight},
+    {accumulator: has the parameter's shape})`` of the accumulators and
+    master weights that ``state`` holds for the parameters in ``mapping``
+    (saved name -> parameter of this process), whatever precision saved it."""
+    accs, kinds = {}, {}
     for key, value in state.items():
-        if key == LR_KEY:
-            out[key] = _fit_scheduler_state(value, optimizer)
-        elif key == MASTER_KEY:
-            out[key] = {mapping[k].name: v for k, v in value.items() if k in mapping}
-        else:
-            parts = _split(key, mapping)
-            if parts is not None:
-                param, acc, _ = parts
-                prefix = '{}_{}'.format(mapping[param].name, acc)
-                out['{}_{}'.format(prefix, _next_index(prefix))] = value
-                shaped = _shape(value) == list(mapping[param].shape)
-                kinds[acc] = kinds.get(acc, True) and shaped
-                stated.add(id(mapping[param]))
-    for p in model.parameters():
-        if p.stop_gradient or id(p) in stated:
+        if key in (LR_KEY, MASTER_KEY):
             continue
-        for acc, shaped in kinds.items():
-            if shaped:
-                prefix = '{}_{}'.format(p.name, acc)
-                out['{}_{}'.format(prefix, _next_index(prefix))] = paddle.zeros(
-                    p.shape, 'float32' if p.dtype in (paddle.float16, paddle.bfloat16)
-                    else p.dtype)
+        parts = _split(key, mapping)
+        if parts is not None:
+            param, acc, _ = parts
+            accs.setdefault(id(mapping[param]), {})[acc] = value
+            kinds[acc] = kinds.get(acc, True) and _shape(value) == list(mapping[param].shape)
+    masters = {id(mapping[k]): v for k, v in (state.get(MASTER_KEY) or {}).items()
+               if k in mapping}
+    return accs, masters, kinds
+
+
+def _rename(state, mapping, optimizer, model, weights=None):
+    """``state`` in the names this process's optimizer, as it is now, will
+    ask for: each accumulator of a parameter in ``mapping`` (saved name ->
+    parameter of this process) under ``<p>_<acc>_<i>``, or under
+    ``<p>_fp32_master_<i>_<acc>_<i>`` for a parameter with a master weight
+    (:func:`uses_master_weight`), whose ``master_weights`` entry is named to
+    match. Other accumulator keys are dropped.
+
+    A master weight comes from the state, else from ``weights`` (the
+    checkpoint's float32 ``{structured name: tensor}``), else from the
+    parameter. A saved master weight of a parameter that is float32 here
+    becomes its value. A trainable parameter without saved state (it never
+    had a gradient) gets zeros for each accumulator that has the
+    parameter's shape (momentum's velocity, Adam's moments: what paddle
+    starts them at), so that a step that does update it finds its state."""
+    accs, masters, kinds = _collect(state, mapping)
+    structured = {id(p): n for n, p in model.named_parameters()}
+    out, out_masters = {}, {}
+    if LR_KEY in state:
+        out[LR_KEY] = _fit_scheduler_state(state[LR_KEY], optimizer)
+    for p in model.parameters():
+        if p.stop_gradient:
+            continue
+        saved = accs.get(id(p))
+        if saved is None:
+            saved = {acc: paddle.zeros(p.shape, 'float32') for acc, shaped in kinds.items()
+                     if shaped}
+        owner, dtype = p.name, p.dtype
+        master = masters.get(id(p))
+        if uses_master_weight(optimizer, p):
+            if master is None:
+                master = (weights or {}).get(structured[id(p)], p)
+            prefix = p.name + MASTER_SUFFIX
+            master = _named(cast_to(master, paddle.float32),
+                            '{}_{}'.format(prefix, _next_index(prefix)))
+            out_masters[p.name] = master
+            owner, dtype = master.name, paddle.float32
+        elif master is not None and p.dtype == paddle.float32:
+            p.set_value(cast_to(master, paddle.float32))
+        for acc, value in saved.items():
+            prefix = '{}_{}'.format(owner, acc)
+            if _shape(value) == list(p.shape):
+                value = cast_to(value, dtype)
+            out['{}_{}'.format(prefix, _next_index(prefix))] = value
+    if out_masters:
+        out[MASTER_KEY] = out_masters
     return out
 
 
@@ -220,7 +297,7 @@ def _is_alias(key, state):
 
 
 def _shape(value):
-    return list(np.shape(value.numpy() if hasattr(value, 'numpy') else value))
+    return list(value.shape) if hasattr(value, 'shape') else list(np.shape(value))
 
 
 def _signature(name, shape_of):
@@ -314,8 +391,11 @@ def _structured(model, param):
     return next((n for n, p in model.named_parameters() if p is param), param.name)
 
 
-def load_optimizer_state(optimizer, model, state, names=None, source='model.pdopt'):
-    """Restore ``state`` into ``optimizer`` (of ``model``'s parameters).
+def load_optimizer_state(optimizer, model, state, names=None, source='model.pdopt',
+                         weights=None):
+    """Restore ``state`` into ``optimizer`` (of ``model``'s parameters), in
+    the names it asks for as it is now: call it after
+    :func:`paddleseg.core.amp.prepare` (see the module doc, Precision).
 
     Args:
         state (dict): A ``model.pdopt``: ours (canonical names, with
@@ -324,6 +404,9 @@ def load_optimizer_state(optimizer, model, state, names=None, source='model.pdop
             matched by :func:`match_by_order`).
         names (dict, optional): ``{canonical name: structured name}`` saved
             beside ours (:func:`optimizer_state`).
+        weights (dict, optional): The checkpoint's float32 weights
+            (``model.pdparams``), the master weights of float16 parameters
+            the state has none for.
 
     Raises:
         CheckpointError: a PaddleSeg state that does not fit the model, or
@@ -339,4 +422,4 @@ def load_optimizer_state(optimizer, model, state, names=None, source='model.pdop
         mapping = {canon: params[n] for canon, n in names.items()}
     else:
         mapping = match_by_order(state, model, source)
-    optimizer.set_state_dict(_rename(state, mapping, optimizer, model))
+    optimizer.set_state_dict(_rename(state, mapping, optimizer, model, weights))

@@ -7,6 +7,50 @@ hook tells another, is here. A hook reads it as ``self.state``.
 
 import dataclasses
 
+import numpy as np
+
+
+class LossTerms:
+    """The loss terms of a training step, one float per loss, kept on the
+    device until something reads them: the step does not wait for the
+    device to hand them over (the ``[TRAIN]`` line reads a window of them
+    at once, in one copy).
+
+    Reads like a list of floats (``len``, iteration, indexing, ``tolist()``,
+    ``numpy.asarray``; equal to a list of the same floats); the first read
+    copies them to the host, once. ``tensor``: the float32 ``[n]`` tensor on
+    the device.
+    """
+
+    __hash__ = None
+
+    def __init__(self, tensor):
+        self.tensor = tensor
+        self._values = None
+
+    def tolist(self):
+        if self._values is None:
+            self._values = [float(v) for v in np.asarray(self.tensor.numpy()).reshape([-1])]
+        return list(self._values)
+
+    def __len__(self):
+        return int(self.tensor.shape[0])
+
+    def __iter__(self):
+        return iter(self.tolist())
+
+    def __getitem__(self, index):
+        return self.tolist()[index]
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self.tolist(), dtype=dtype or np.float64)
+
+    def __eq__(self, other):
+        return self.tolist() == list(other)
+
+    def __repr__(self):
+        return 'LossTerms({})'.format(self.tolist())
+
 
 def _no_best():
     return {'miou': -1.0, 'iter': -1}
@@ -29,7 +73,8 @@ class TrainState:
             (``(None, None)`` before any); written by the
             :class:`~paddleseg.core.checkpointer.Checkpointer`.
         step_info (dict): The last step's outputs: ``terms`` (float per
-            loss), ``skipped``, ``finite_here``, ``reader_cost``,
+            loss, a :class:`LossTerms`: read from the device when first
+            used), ``skipped``, ``finite_here``, ``reader_cost``,
             ``batch_cost`` (seconds), ``samples``.
         storage (dict): What hooks publish for others (:meth:`publish`):
             ``'eval'`` (the evaluation's metrics), ``'train_log'`` (the

@@ -27,7 +27,10 @@ How a run stops early:
 * A NaN/inf loss: ``nan_policy='stop'`` raises :class:`NonFiniteLossError`
   (the last regular checkpoint stays, nothing is saved); ``'skip'`` drops
   the update (the lr schedule still advances) and stops only after
-  :data:`MAX_SKIPPED_STEPS` non-finite losses in a row.
+  :data:`MAX_SKIPPED_STEPS` non-finite losses in a row. In fp16 the loss
+  scaler skips steps whose gradients are not finite, whatever the policy,
+  and only :data:`~paddleseg.core.hooks.MAX_SCALER_SKIPS` in a row stop the
+  run (:class:`~paddleseg.core.hooks.NanPolicyHook`).
 * A step that makes no progress (e.g. a collective waiting for a process
   that died): only a ``watchdog`` notices (see :func:`train`); ``train.py``
   passes one that ends the process with status 124.
@@ -120,7 +123,8 @@ def train(model, train_dataset, val_dataset=None, optimizer=None, save_dir='outp
             when ``val_dataset`` is given, as PaddleSeg does.
         seed (int, optional): Seed of every random choice; random if None
             (and recorded in the checkpoints). Default: None.
-        nan_policy (str, optional): 'stop' or 'skip' a non-finite loss. Default: 'stop'.
+        nan_policy (str, optional): 'stop' or 'skip' a non-finite loss (fp16:
+            the loss scaler skips overflowing steps first). Default: 'stop'.
         eval_kwargs (dict, optional): Another name for ``test_config``
             (give one of them). Default: None.
         eval_interval (int, optional): Evaluation period. Default:

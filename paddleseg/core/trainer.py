@@ -28,7 +28,7 @@ from paddleseg.core.optim_state import lr_scheduler_of
 from paddleseg.core.options import TrainOptions  # noqa: F401
 from paddleseg.core.sampler import (LOAD_ERROR, LOAD_TRACEBACK, ResumableBatchSampler,
                                     SeededDataset, collate_batch, worker_init)
-from paddleseg.core.state import TrainState
+from paddleseg.core.state import LossTerms, TrainState
 from paddleseg.core.stop import StopSignals, TrainingInterrupted
 from paddleseg.errors import ConfigError, DatasetError
 from paddleseg.utils import dist
@@ -116,11 +116,15 @@ class Trainer:
     def prepare_amp(self, scaler_state=None):
         """Make model and optimizer ready for the run's precision
         (:func:`paddleseg.core.amp.prepare`: fp16 weights with fp32 master
-        weights under O2, nothing otherwise) and build the loss scaler
-        (fp16), restored from ``scaler_state`` when resuming. Runs after the
-        checkpoint's fp32 weights are loaded and before DataParallel."""
+        weights under O2, nothing otherwise), restore the resumed
+        checkpoint's optimizer state into it (whatever precision saved it:
+        :meth:`~paddleseg.core.checkpointer.Checkpointer.restore_optimizer`)
+        and build the loss scaler (fp16), restored from ``scaler_state`` when
+        resuming. Runs after the checkpoint's fp32 weights are loaded and
+        before DataParallel."""
         self.net, self.optimizer = amp.prepare(self.net, self.optimizer, self.precision,
                                                self.opts.amp_level)
+        self.checkpointer.restore_optimizer()
         self.scaler = amp.make_grad_scaler(self.precision)
         amp.load_scaler_state(self.scaler, scaler_state)
 
@@ -200,30 +204,37 @@ class Trainer:
             raise
 
     def step(self, batch):
-        """One optimisation step: forward, the NaN policy's verdict
-        (:meth:`~paddleseg.core.hooks.NanPolicyHook.judge`: a step with a
-        non-finite loss on any rank is not applied), backward and update,
-        then the lr scheduler's step (which a skipped step takes too).
-        Returns ``{'terms': floats, 'skipped': bool, 'finite_here': bool}``."""
+        """One optimisation step: forward, backward, then the update unless
+        it is skipped, the same on every rank
+        (:meth:`~paddleseg.core.hooks.NanPolicyHook.judge`): in fp16 the
+        loss scaler skips a step whose gradients are not finite (and lowers
+        its scale); otherwise a non-finite loss on any rank skips it. The lr
+        scheduler steps either way. The loss terms stay on the device; the
+        step waits for it once, for the finiteness flag.
+        Returns ``{'terms': LossTerms, 'skipped': bool, 'finite_here': bool}``."""
         state = self.state
         paddle.seed(dist.derive_seed(state.seed, state.iteration, state.rank, 7))
         labels = batch['label'].astype('int64')
         if labels.ndim == 4:
             labels = labels.squeeze(1)
-        self.nan_policy.before_forward(self.net)
+        self.nan_policy.before_forward(self.net, self.scaler)
         with amp.autocast(self.precision, self.opts.amp_level):
             terms = compute_losses(self.model(batch['img']), labels, self.losses)
             loss = paddle.add_n(terms) if len(terms) > 1 else terms[0]
-        values = [float(t) for t in terms]
-        skipped, finite = self.nan_policy.judge(values)
-        if not skipped:
-            self.scaler.scale(loss).backward()
+        self.scaler.scale(loss).backward()
+        if self.scaler.is_enable():  # the scaler skips non-finite gradients
             self.scaler.step(self.optimizer)
             self.scaler.update()
+            skipped, finite = self.nan_policy.judge(loss, self.scaler)
+        else:
+            skipped, finite = self.nan_policy.judge(loss)
+            if not skipped:
+                self.optimizer.step()
         self.optimizer.clear_grad()
         if self.lr_scheduler is not None:
             self.lr_scheduler.step()
-        return {'terms': values, 'skipped': skipped, 'finite_here': finite}
+        values = paddle.concat([t.detach().astype('float32').reshape([1]) for t in terms])
+        return {'terms': LossTerms(values), 'skipped': skipped, 'finite_here': finite}
 
     def _interrupted(self, it, signum):
         raise TrainingInterrupted(signum, it, self.checkpointer.save(it) if it > 0 else None)

@@ -167,6 +167,24 @@ def assert_finite_losses(rows, text):
 
 
 # -- comparisons ----------------------------------------------------------------
+FP16_MIN_AGREEMENT = 0.995
+"""Least share of pixels on which an fp16 class map of the tiny model with
+random weights (the ``exported``/``random_weights`` fixtures) must agree
+with the fp32 CPU one.
+
+Measured on the CPU (tests/helpers/fp16_agreement.py, float16 rounding
+emulated in float32), on test_trt_predictor_gpu.py's three inputs: rounding
+the weights and the input to float16 leaves 99.80-99.88% of the pixels
+unchanged, rounding every layer's output too 99.79-99.95%: a 10-bit mantissa
+flips up to 0.21% of the pixels of a random model, whose classes are
+near-ties (its logits differ by ~1e-3). So 99.9% would fail a correct fp16
+run; 99.5% allows ~2.4 times the measured flips (GPU kernels round at other
+points than the emulation) and still fails a wrong model, weights or
+preprocessing, which move far more pixels. For reference, the demo's trained model
+(configs/demo, val mIoU 0.62) keeps 99.977% of the pixels of its 24 val
+images (each >= 99.946%) under the same emulation."""
+
+
 def agreement(a, b):
     """Fraction of positions where the class maps ``a`` and ``b`` agree."""
     a, b = np.asarray(a), np.asarray(b)
@@ -250,4 +268,5 @@ def tools():
         DEVICE=DEVICE, ROOT=ROOT, need_gpus=need_gpus, need_fp16=need_fp16,
         gpu_env=gpu_env, run_python=run_python, script=script, check_ok=check_ok,
         train_cmd=train_cmd, train_log=train_log,
-        assert_finite_losses=assert_finite_losses, agreement=agreement, build=build)
+        assert_finite_losses=assert_finite_losses, agreement=agreement,
+        FP16_MIN_AGREEMENT=FP16_MIN_AGREEMENT, build=build)

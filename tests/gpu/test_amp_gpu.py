@@ -3,8 +3,11 @@ levels O1 and O2, its GradScaler checkpointed and resumed, and pure-fp16
 (O2) weights.
 
 The end-to-end runs of train.py are the main check: finite losses, a
-``scaler.pdstate`` in every checkpoint, and a run resumed from ``iter_2``
-that continues at iteration 3 with the saved loss scaling.
+``scaler.pdstate`` in every checkpoint, a run resumed from ``iter_2``
+that continues at iteration 3 with the saved loss scaling, and a checkpoint
+resumed in another precision (fp32 <-> O2, O1 <-> O2: the optimizer state
+keyed by master weights or not; the CPU tests of every pair:
+tests/test_amp_resume.py).
 """
 
 import json
@@ -85,6 +88,34 @@ def test_fp16_training_checkpoints_the_scaler_and_resumes(tiny, tools, tmp_path,
                              '--device', tools.DEVICE, '--save_json', metrics])
     tools.check_ok(proc, 'val.py of the ' + level + ' checkpoint')
     assert 0.0 <= json.load(open(metrics))['miou'] <= 1.0
+
+
+PRECISIONS = {'fp32': ['--precision', 'fp32'],
+              'O1': ['--precision', 'fp16', '--amp_level', 'O1'],
+              'O2': ['--precision', 'fp16', '--amp_level', 'O2']}
+
+
+@pytest.mark.parametrize('saved, resumed', [('fp32', 'O2'), ('O2', 'fp32'), ('O1', 'O2'),
+                                            ('O2', 'O1')])
+def test_a_checkpoint_resumes_in_another_precision(tiny, tools, tmp_path, saved, resumed):
+    """The first step after the resume used to fail: "Optimizer set error,
+    ..._fp32_master_0_velocity_0 should in state dict" (or the reverse)."""
+    tools.need_fp16()
+    first = tmp_path / 'first'
+    proc = tools.run_python(tools.train_cmd(tiny['cfg'], first, *PRECISIONS[saved],
+                                            '--iters', 2, '--save_interval', 2))
+    tools.check_ok(proc, 'train.py ' + saved)
+    second = tmp_path / 'second'
+    proc = tools.run_python(tools.train_cmd(
+        tiny['cfg'], second, *PRECISIONS[resumed], '--iters', 4, '--save_interval', 2,
+        '--resume_model', first / 'iter_2'))
+    tools.check_ok(proc, 'train.py {} resuming the {} checkpoint'.format(resumed, saved))
+    rows = tools.train_log(proc.stdout)
+    assert [it for it, _, _ in rows] == [3, 4], proc.stdout[-3000:]
+    tools.assert_finite_losses(rows, proc.stdout)
+    states, meta = _checkpoint(second / 'iter_4')
+    assert meta['iter'] == 4
+    assert ('master_weights' in states['model.pdopt']) == (resumed == 'O2')
 
 
 def test_o2_decorated_model_trains_with_fp16_conv_weights(tiny, tools, on_device):

@@ -15,8 +15,9 @@ serialises every engine it builds (``trt_serialized_<key>``, the documented
 ``use_static``), so an empty folder after the first run is a failure.
 
 Agreement with the CPU predictor's class map (fp32), share of pixels:
-fp32 and fp16, with and without TensorRT, at least 99.9% (the bound of
-tests/gpu/test_export_gpu.py, measured there for fp32 GPU runs); bf16 at least
+fp32, with and without TensorRT, at least 99.9% (the bound of
+tests/gpu/test_export_gpu.py, measured there for fp32 GPU runs); fp16 at least
+99.5% (FP16_MIN_AGREEMENT in tests/gpu/conftest.py, from a measurement); bf16 at least
 99% and TensorRT int8 (calibrated on the same kind of inputs) at least 95%:
 bounds set before any run (no GPU was lent), to be replaced by measured ones.
 Skips: fp16 below compute capability 7.0, bf16 below 8.0, TensorRT when this
@@ -29,7 +30,8 @@ import paddle
 import pytest
 from paddle import inference
 
-MIN_AGREEMENT = {'fp32': 0.999, 'fp16': 0.999, 'bf16': 0.99, 'int8': 0.95}
+# fp16: tests/gpu/conftest.py FP16_MIN_AGREEMENT (0.995, measured: see there)
+MIN_AGREEMENT = {'fp32': 0.999, 'bf16': 0.99, 'int8': 0.95}
 # (N, H, W) each export runs at
 SHAPES = {'dynamic': [(1, 64, 128), (2, 96, 160), (1, 128, 256)],
           'fixed': [(1, 64, 128)]}
@@ -92,7 +94,9 @@ def _check_against_cpu(tools, model_dir, name, gpu, options):
         out = run_predictor(gpu, x)
         assert out.dtype == np.int32 and out.shape == (n, h, w), (out.dtype, out.shape)
         share = tools.agreement(out, run_predictor(cpu, x))
-        assert share >= MIN_AGREEMENT[options.get('precision', 'fp32')], (
+        precision = options.get('precision', 'fp32')
+        least = tools.FP16_MIN_AGREEMENT if precision == 'fp16' else MIN_AGREEMENT[precision]
+        assert share >= least, (
             '{} input {}x3x{}x{}, {}: the GPU predictor agrees with the CPU one on '
             '{:.4%} of the pixels'.format(name, n, h, w, options, share))
 

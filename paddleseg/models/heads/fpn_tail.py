@@ -59,6 +59,18 @@ def tail_factor(in_size, num_upsamples, out_size):
     return f // 2
 
 
+def _up_matrix(dtype):
+    """:data:`_UP` as a ``dtype`` tensor built on the current device from
+    ``paddle.eye`` (rows of the identity, scaled): no copy from the host,
+    which on a GPU would wait for the device at every forward pass, and the
+    same ops in a dygraph forward and in an exported program."""
+    eye = paddle.eye(4, dtype='float32')
+    rows = [eye[i:i + 1] for i in range(4)]
+    near = paddle.concat([rows[1], rows[1], rows[2], rows[2]])  # 0.75 each
+    far = paddle.concat([rows[0], rows[2], rows[1], rows[3]])   # 0.25 each
+    return (near * 0.75 + far * 0.25).astype(dtype)
+
+
 def folded_kernel(weight):
     """The four phase kernels of a 3x3 conv applied after a 2x upsample.
 
@@ -69,7 +81,7 @@ def folded_kernel(weight):
         Tensor: ``[4 * C_out, C_in, 4, 4]``, phases ``(a, b)`` in the order
         (0, 0), (0, 1), (1, 0), (1, 1).
     """
-    up = paddle.to_tensor(_UP).astype(weight.dtype)
+    up = _up_matrix(weight.dtype)
     phases = []
     for a in (0, 1):
         for b in (0, 1):
