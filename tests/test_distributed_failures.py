@@ -232,13 +232,14 @@ def test_sigterm_during_a_long_evaluation_ends_the_job_in_time_with_its_checkpoi
 
 @pytest.mark.parametrize('own_signal', [True, False])
 def test_one_ranks_loader_dying_first_stops_every_rank_with_a_checkpoint(tiny, own_signal):
-    """Rank 1's loader workers end (as the launcher's SIGTERM to its process
-    group ends them) and its fetch for iter 5 fails while rank 0 waits in
-    the step's agreement. Both ranks save iter_4 and stop together: after
-    rank 1's SIGTERM (which rank 0 never got) as interrupted (143 each),
-    without a signal with the loader's error; a resume continues."""
-    name = 'lost_{}'.format('term' if own_signal else 'plain')
-    fault = 'kill_workers:5' + (':sigterm' if own_signal else '')
+    """Rank 1's loader workers end and its fetch for iter 5 fails while rank
+    0 waits in the step's agreement. Both ranks save iter_4 and stop
+    together: with SIGTERM to rank 1's process group (its workers exit
+    quietly; rank 0 never got the signal) as interrupted, 143 each; with
+    the workers killed and no signal (paddle's SIGCHLD handler would raise
+    anywhere), with the loader's error. A resume continues."""
+    name = 'lost_{}'.format('term' if own_signal else 'killed')
+    fault = 'kill_workers:5:' + ('sigterm' if own_signal else 'sigkill')
     proc, log_dir, out = _launch(tiny, name, '--iters', 6, '--save_interval', 1000,
                                  '--num_workers', 2, fault=fault)
     _ends_within(proc, 60)

@@ -179,6 +179,23 @@ class StopSignals:
                                            ' (Ctrl-C again stops at once, without '
                                            'saving)' if signum == signal.SIGINT else ''))
 
+    def mute_child_exits(self):
+        """Put a no-op in place of a Python SIGCHLD handler until the block
+        ends (main thread only).
+
+        paddle's DataLoader installs one (once per process, when it first
+        starts worker processes) that raises in the main thread, wherever it
+        is (in a step, in a collective), when a worker died of a signal
+        (e.g. the OOM killer's). The training loop learns of dead workers
+        from the loader at its next fetch instead (paddle's reader thread
+        checks them every few seconds), where every rank can agree on it.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            return
+        current = signal.getsignal(signal.SIGCHLD)
+        if callable(current) and current is not _no_op:
+            self._previous.setdefault(signal.SIGCHLD, signal.signal(signal.SIGCHLD, _no_op))
+
     def agree(self, signum):
         """Record ``signum`` (0/None: none) as known to every rank: a value
         every rank got from the same collective. The first one stays."""

@@ -198,11 +198,16 @@ class Trainer:
     def _next_batch(self, batches):
         """The next batch, or ``{LOADER_FAILURE: exception}`` when the loader
         raised (e.g. its workers died: a signal to the whole process group
-        ends them too): this rank still joins :meth:`_agree`."""
+        ends them too): this rank still joins :meth:`_agree`. A worker's
+        death is learnt of here only (paddle's SIGCHLD handler, installed
+        with the first workers, is muted:
+        :meth:`~paddleseg.core.stop.StopSignals.mute_child_exits`)."""
         try:
-            return next(batches)
+            batch = next(batches)
         except Exception as exc:
             return {LOADER_FAILURE: exc}
+        self.state.signals.mute_child_exits()
+        return batch
 
     def _agree(self, batch):
         """What every rank saw before this step, maxed over the ranks in one

@@ -11,13 +11,14 @@ FAULT is one of
   launcher (its parent) after its ``<images>``-th image, as a cluster
   preempting the job does; the time it did so is written to
   ``MARK_DIR/sigterm_sent``.
-* ``kill_workers:<iter>`` and ``kill_workers:<iter>:sigterm``: before rank 1
-  fetches the batch of iteration ``<iter>``, it ends its training loader's
-  worker processes with SIGTERM (they exit quietly, as when the launcher
-  signals the rank's process group), waits until its loader has noticed,
-  and drops the batches the workers had loaded before, so that this very
-  fetch fails; with ``sigterm`` it also sends itself SIGTERM first (its own
-  signal, which rank 0 has not got).
+* ``kill_workers:<iter>:sigterm`` and ``kill_workers:<iter>:sigkill``: before
+  rank 1 fetches the batch of iteration ``<iter>``, it ends its training
+  loader's worker processes, waits until its loader has noticed, and drops
+  the batches the workers had loaded before, so that this very fetch
+  fails. ``sigterm``: the workers get SIGTERM (they exit quietly, as when
+  the launcher signals the rank's process group) and rank 1 sends itself
+  SIGTERM too (its own signal, which rank 0 has not got); ``sigkill``: the
+  workers are killed (as by the OOM killer), and nobody gets a signal.
 * ``none``: train.py as it is.
 
 Then it runs ``train.py TRAIN_ARGS...`` in this process.
@@ -72,7 +73,7 @@ def _ended(pid):
         return True
 
 
-def kill_workers_before(iteration, own_signal):
+def kill_workers_before(iteration, how):
     next_batch = trainer_module.Trainer._next_batch
 
     def fetch(self, batches):
@@ -81,13 +82,13 @@ def kill_workers_before(iteration, own_signal):
             workers = _children()
             assert workers, 'no loader workers to end'
             for pid in workers:
-                os.kill(pid, signal.SIGTERM)
+                os.kill(pid, signal.SIGKILL if how == 'sigkill' else signal.SIGTERM)
             deadline = time.monotonic() + 30
             while not all(_ended(p) for p in workers) or \
                     not reader._thread_done_event.is_set():
                 assert time.monotonic() < deadline, 'the loader did not notice'
                 time.sleep(0.05)
-            if own_signal:
+            if how == 'sigterm':
                 os.kill(os.getpid(), signal.SIGTERM)
             while True:  # the batches loaded before are dropped
                 batch = next_batch(self, batches)
@@ -102,7 +103,7 @@ def main(fault, mark_dir, argv):
     if kind == 'eval_sigterm':
         slow_eval_then_sigterm(int(params[0]), float(params[1]), mark_dir)
     elif kind == 'kill_workers':
-        kill_workers_before(int(params[0]), params[1:] == ['sigterm'])
+        kill_workers_before(int(params[0]), params[1])
     elif kind != 'none':
         raise SystemExit('unknown fault {}'.format(fault))
     train.main(argv)
