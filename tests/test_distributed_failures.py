@@ -17,6 +17,12 @@ SIGKILL 3 s later) and exits with the first non-zero status in rank order
 the signal's number (15 for SIGTERM) and reports nothing of the ranks; each
 rank's own status (143 after saving) is recorded here by running train.py
 through ``tests/record_exit.py``.
+
+Faults at a fixed point (``tests/helpers/dist_fault_driver.py``, not a
+sleep): SIGTERM to the launcher during a slow evaluation, with and
+without loader workers; one rank's loader workers ended before it fetches
+a batch, with and without a signal. Every rank stops at the same
+iteration with its checkpoint, and ``--resume_model auto`` continues.
 """
 
 import os
