@@ -17,6 +17,12 @@ SIGKILL 3 s later) and exits with the first non-zero status in rank order
 the signal's number (15 for SIGTERM) and reports nothing of the ranks; each
 rank's own status (143 after saving) is recorded here by running train.py
 through ``tests/record_exit.py``.
+
+Faults at a fixed point (``tests/helpers/dist_fault_driver.py``, not a
+sleep): SIGTERM to the launcher during a slow evaluation, with and
+without loader workers; one rank's loader workers ended before it fetches
+a batch, with and without a signal. Every rank stops at the same
+iteration with its checkpoint, and ``--resume_model auto`` continues.
 """
 
 import os
@@ -31,27 +37,35 @@ import pytest
 from robust_helpers import LAUNCH_ENV, ROOT, make_data, script, train_args, write_config
 from paddleseg.utils.checkpoint import find_latest_checkpoint, load_checkpoint
 
-RECORD_EXIT = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'helpers', 'record_exit.py')
+HELPERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'helpers')
+RECORD_EXIT = os.path.join(HELPERS, 'record_exit.py')
+FAULT_DRIVER = os.path.join(HELPERS, 'dist_fault_driver.py')
+LAUNCHER_GRACE = 30
+"""Seconds paddle's launcher waits for the ranks after it forwarded a
+SIGTERM, before it kills them."""
 
 
 @pytest.fixture(scope='module')
 def tiny(tmp_path_factory):
     base = tmp_path_factory.mktemp('dist')
-    root = make_data(base / 'cs', n_train=8)
+    root = make_data(base / 'cs', n_train=8, n_val=60)
     return {'base': base, 'cfg': write_config(base / 'tiny.yml', root, iters=400)}
 
 
-def _launch(tiny, name, *extra):
+def _launch(tiny, name, *extra, fault=None, out=None):
     """train.py on 2 processes, each through record_exit.py (statuses in
-    ``<log_dir>/status/exit_<rank>``); the launcher's output goes to
-    ``<log_dir>/launcher.txt`` (see :func:`_launcher_output`)."""
+    ``<log_dir>/status/exit_<rank>``), with ``fault`` through
+    tests/helpers/dist_fault_driver.py (its marks in ``<log_dir>/status``);
+    the launcher's output goes to ``<log_dir>/launcher.txt`` (see
+    :func:`_launcher_output`). ``out``: the save_dir (default: ``name``)."""
     log_dir = tiny['base'] / (name + '_log')
-    out = tiny['base'] / name
+    out = out or tiny['base'] / name
     (log_dir / 'status').mkdir(parents=True)
+    entry = [script('train.py')] if fault is None else [
+        FAULT_DRIVER, fault, str(log_dir / 'status')]
     cmd = [sys.executable, '-m', 'paddle.distributed.launch', '--nproc_per_node', '2',
-           '--log_dir', str(log_dir), RECORD_EXIT, str(log_dir / 'status'),
-           script('train.py')] + train_args(
-               tiny['cfg'], out, '--save_interval', 3, '--keep_checkpoint_max', 2, *extra)
+           '--log_dir', str(log_dir), RECORD_EXIT, str(log_dir / 'status')] + entry + \
+        train_args(tiny['cfg'], out, '--save_interval', 3, '--keep_checkpoint_max', 2, *extra)
     with open(log_dir / 'launcher.txt', 'w') as launcher_out:  # the child keeps its copy
         proc = subprocess.Popen(cmd, cwd=ROOT, env=LAUNCH_ENV, stdout=launcher_out,
                                 stderr=subprocess.STDOUT, text=True)
@@ -179,3 +193,76 @@ def test_a_hung_rank_is_ended_by_the_stall_watchdog(tiny):
     assert _rank_status(log_dir, 0) is None
     assert took < 25
     _assert_checkpoints_complete(out)
+
+
+def _logs(log_dir):
+    return _worker_log(log_dir, 0)[-3000:] + _worker_log(log_dir, 1)[-3000:]
+
+
+def _assert_resumes(tiny, name, out, it, iters):
+    """``--resume_model auto`` in ``out`` starts at ``it`` and trains to ``iters``."""
+    proc, log_dir, _ = _launch(tiny, name, '--iters', iters, '--resume_model', 'auto', out=out)
+    _ends_within(proc, 120)
+    assert proc.returncode == 0, _logs(log_dir)
+    assert 'Resumed from {} at iter {}'.format(out / 'iter_{}'.format(it), it) in \
+        _worker_log(log_dir, 0)
+    assert load_checkpoint(str(out / 'iter_{}'.format(iters)))[1]['iter'] == iters
+
+
+@pytest.mark.parametrize('workers', [0, 1])
+def test_sigterm_during_a_long_evaluation_ends_the_job_in_time_with_its_checkpoint(
+        tiny, workers):
+    """The launcher gets SIGTERM while the evaluation of iter 3 runs (each
+    image takes 1.1 s: the whole one would take 33 s, longer than the
+    launcher waits). iter_3 was saved before the evaluation; the ranks agree
+    to abandon it within a few images (without loader workers too, where
+    nothing ends the evaluation from outside), all stop at iter 3, well
+    within the launcher's grace, and a resume continues from iter_3."""
+    name = 'evalterm{}'.format(workers)
+    proc, log_dir, out = _launch(tiny, name, '--iters', 6, '--do_eval', '--num_workers',
+                                 workers, fault='eval_sigterm:2:1.1')
+    _ends_within(proc, 120)
+    ended = time.time()
+    sent = float((log_dir / 'status' / 'sigterm_sent').read_text())
+    assert ended - sent < LAUNCHER_GRACE - 5, _logs(log_dir)
+    assert [_rank_status(log_dir, r) for r in (0, 1)] == [143, 143], _logs(log_dir)
+    for rank in (0, 1):
+        assert 'interrupted by SIGTERM after iter 3' in _worker_log(log_dir, rank), \
+            _logs(log_dir)
+    assert 'Evaluation at iter 3 abandoned: stopping' in _worker_log(log_dir, 0)
+    assert 'checkpoint {} saved'.format(out / 'iter_3') in _worker_log(log_dir, 0)
+    assert find_latest_checkpoint(str(out)) == str(out / 'iter_3')
+    _assert_checkpoints_complete(out)
+    _assert_resumes(tiny, name + '_resume', out, 3, 4)
+
+
+@pytest.mark.parametrize('own_signal', [True, False])
+def test_one_ranks_loader_dying_first_stops_every_rank_with_a_checkpoint(tiny, own_signal):
+    """Rank 1's loader workers end and its fetch for iter 5 fails while rank
+    0 waits in the step's agreement. Both ranks save iter_4 and stop
+    together: with SIGTERM to rank 1's process group (its workers exit
+    quietly; rank 0 never got the signal) as interrupted, 143 each; with
+    the workers killed and no signal (paddle's SIGCHLD handler would raise
+    anywhere), with the loader's error. A resume continues."""
+    name = 'lost_{}'.format('term' if own_signal else 'killed')
+    fault = 'kill_workers:5:' + ('sigterm' if own_signal else 'sigkill')
+    proc, log_dir, out = _launch(tiny, name, '--iters', 6, '--save_interval', 1000,
+                                 '--num_workers', 2, fault=fault)
+    _ends_within(proc, 60)
+    logs = _logs(log_dir)
+    if own_signal:
+        assert [_rank_status(log_dir, r) for r in (0, 1)] == [143, 143], logs
+        for rank in (0, 1):
+            assert 'interrupted by SIGTERM after iter 4' in _worker_log(log_dir, rank), logs
+        assert 'checkpoint {} saved'.format(out / 'iter_4') in _worker_log(log_dir, 0)
+    else:
+        assert [_rank_status(log_dir, r) for r in (0, 1)] == [1, 1], logs
+        assert re.search(r'LoaderFailed: training stopped at iter 5: the data loader '
+                         r'failed: \w+: .*Blocking queue is killed', _worker_log(log_dir, 1)), logs
+        assert ('LoaderFailed: training stopped at iter 5: the data loader of another '
+                'process failed (see its log); checkpoint {} holds iter 4 (resume with '
+                '--resume_model auto)'.format(out / 'iter_4')) in _worker_log(log_dir, 0), logs
+    assert find_latest_checkpoint(str(out)) == str(out / 'iter_4')
+    _assert_checkpoints_complete(out)
+    if own_signal:
+        _assert_resumes(tiny, name + '_resume', out, 4, 6)

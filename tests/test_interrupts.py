@@ -310,3 +310,185 @@ def test_train_py_stall_watchdog_exits_124_with_one_line():
                'process of the job die?); exiting with status 124')
     assert own_lines(proc.stderr) == ['train: error: ' + message], proc.stderr
     assert '[ERROR] ' + message in proc.stdout and 'not stopped' not in proc.stdout
+
+
+# -- stopping together: evaluation and loader failures, in one process ----------
+
+class _TinySeg(paddle.nn.Layer):
+    def __init__(self):
+        super().__init__()
+        self.conv = paddle.nn.Conv2D(3, 2, 1)
+
+    def forward(self, x):
+        return [self.conv(x)]
+
+
+class _TinyData:
+    num_classes = 2
+    ignore_index = 255
+
+    def __init__(self, n=4, fail_at=None):
+        rng = np.random.default_rng(0)
+        self.fail_at = fail_at
+        self.items = [{'img': rng.standard_normal((3, 8, 8)).astype('float32'),
+                       'label': rng.integers(0, 2, (8, 8)).astype('int64')} for _ in range(n)]
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, index):
+        if index == self.fail_at:
+            raise ValueError('a bug in item {}'.format(index))
+        return dict(self.items[index])
+
+
+def _tiny_run(save_dir, **options):
+    from paddleseg.core import TrainOptions, Trainer
+    from paddleseg.models.losses import CrossEntropyLoss
+    model = _TinySeg()
+    optimizer = paddle.optimizer.SGD(learning_rate=0.1, parameters=model.parameters())
+    opts = TrainOptions(**dict(dict(batch_size=1, save_dir=str(save_dir), seed=1), **options))
+    return Trainer(model, _TinyData(), {'types': [CrossEntropyLoss()], 'coef': [1.0]},
+                   optimizer, opts, val_dataset=_TinyData(2))
+
+
+def test_the_iteration_is_saved_before_its_evaluation_and_then_holds_its_best(
+        tmp_path, monkeypatch):
+    """A stop during a long evaluation loses nothing: iter_2 is complete
+    when its evaluation starts; its meta.json then gets the evaluation's
+    best (the meta alone is rewritten)."""
+    from paddleseg.core import hooks as hooks_mod
+    from paddleseg.utils.checkpoint import read_meta
+    seen = []
+
+    def evaluate(model, dataset, **kwargs):
+        seen.append(find_latest_checkpoint(str(tmp_path)))
+        return {'miou': 0.75, 'acc': 0.5, 'kappa': 0.5}
+    monkeypatch.setattr(hooks_mod, 'evaluate_details', evaluate)
+    assert _tiny_run(tmp_path, iters=2, save_interval=2, do_eval=True).run() == \
+        {'miou': 0.75, 'iter': 2}
+    assert seen == [str(tmp_path / 'iter_2')]
+    assert read_meta(str(tmp_path / 'iter_2'))['best'] == {'miou': 0.75, 'iter': 2}
+    assert not [name for name in os.listdir(tmp_path) if name.startswith('.')]
+
+
+def test_a_loader_failing_without_a_signal_keeps_the_progress_made(tmp_path, monkeypatch):
+    """The loader raises before iteration 3 (e.g. its workers died): iter_2
+    is saved and the run stops with LoaderFailed naming it."""
+    from paddleseg.core.stop import LoaderFailed
+    from paddleseg.core.trainer import Trainer
+    loader = Trainer._loader
+
+    def failing_loader(self):
+        batches = loader(self)
+
+        class Failing:
+            def __iter__(self):
+                for i, batch in enumerate(batches):
+                    if i == 2:
+                        raise RuntimeError('DataLoader 2 workers exit unexpectedly\nmore')
+                    yield batch
+        return Failing()
+    monkeypatch.setattr(Trainer, '_loader', failing_loader)
+    with pytest.raises(LoaderFailed) as exc:
+        _tiny_run(tmp_path, iters=5, save_interval=100).run()
+    assert str(exc.value) == (
+        'training stopped at iter 3: the data loader failed: RuntimeError: DataLoader 2 '
+        'workers exit unexpectedly; checkpoint {} holds iter 2 (resume with '
+        '--resume_model auto)'.format(tmp_path / 'iter_2'))
+    assert isinstance(exc.value.__cause__, RuntimeError)
+    assert load_checkpoint(str(tmp_path / 'iter_2'))[1]['iter'] == 2
+
+
+def _as_ranks(monkeypatch, nranks, run):
+    """Run ``run(rank)`` for each rank in its own thread, the evaluation's
+    collectives replaced by ones over the threads; return
+    ``{rank: (result or exception, collectives joined)}``."""
+    import threading
+    from paddleseg.core import val as core_val
+    local, barrier, lock = threading.local(), threading.Barrier(nranks, timeout=20), \
+        threading.Lock()
+    board, calls = {}, {r: 0 for r in range(nranks)}
+
+    def collective(combine):
+        def call(values):
+            values = np.asarray(values, np.int64)
+            calls[local.rank] += 1
+            with lock:
+                board[local.rank] = values
+            barrier.wait()
+            out = combine([board[r] for r in range(nranks)])
+            barrier.wait()
+            return out
+        return call
+    monkeypatch.setattr(core_val, 'init_distributed', lambda: (local.rank, nranks))
+    monkeypatch.setattr(core_val.dist, 'max_over_ranks',
+                        collective(lambda v: np.max(v, axis=0).tolist()))
+    monkeypatch.setattr(core_val.dist, 'sum_over_ranks', collective(lambda v: np.sum(v, 0)))
+    results = {}
+
+    def thread(rank):
+        local.rank = rank
+        try:
+            results[rank] = run(rank)
+        except Exception as exc:
+            results[rank] = exc
+    threads = [threading.Thread(target=thread, args=(r,)) for r in range(nranks)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return {r: (results[r], calls[r]) for r in range(nranks)}
+
+
+def _counting(function):
+    def counted(*args, **kwargs):
+        counted.calls += 1
+        return function(*args, **kwargs)
+    counted.calls = 0
+    return counted
+
+
+def test_ranks_agree_to_abandon_an_evaluation_at_the_same_image(monkeypatch):
+    """9 images on 2 ranks (5 and 4): the ranks agree every 4 images of the
+    largest share. Rank 1 asks to stop from its first image on: both abandon
+    after the check at image 4, with the same collectives (2: the check and
+    the sum); rank 1, whose share is shorter, joins the same ones."""
+    from paddleseg.core.stop import EvalAborted
+    from paddleseg.core.val import STOP_CHECK_IMAGES, evaluate_details
+    assert STOP_CHECK_IMAGES == 4
+    models = {0: _TinySeg(), 1: _TinySeg()}
+    for model in models.values():
+        model.forward = _counting(model.forward)
+
+    def run(rank):
+        return evaluate_details(models[rank], _TinyData(9), progress=False,
+                                stop_requested=lambda: signal.SIGTERM if rank == 1 else 0)
+    out = _as_ranks(monkeypatch, 2, run)
+    for rank in (0, 1):
+        result, calls = out[rank]
+        assert isinstance(result, EvalAborted) and result.signum == signal.SIGTERM, result
+        assert calls == 2 and models[rank].forward.calls == 4
+    # no request: every image, the same collectives on both ranks
+    out = _as_ranks(monkeypatch, 2, lambda rank: evaluate_details(
+        _TinySeg(), _TinyData(9), progress=False, stop_requested=lambda: 0))
+    assert [out[r][0]['images'] for r in (0, 1)] == [9, 9]
+    assert out[0][1] == out[1][1] == 2
+
+
+def test_a_rank_whose_evaluation_fails_tells_the_others_at_the_next_check(monkeypatch):
+    """Item 2 (rank 0's second image) raises a bug, not bad data: rank 0
+    joins the next check at once with its failure, both stop there (rank 1
+    after 4 of its 10 images, not 10) and rank 0 raises its error, rank 1
+    says another process failed; 2 collectives each (check and sum)."""
+    from paddleseg.core.val import evaluate_details
+    from paddleseg.errors import DatasetError
+    models = {0: _TinySeg(), 1: _TinySeg()}
+    for model in models.values():
+        model.forward = _counting(model.forward)
+    out = _as_ranks(monkeypatch, 2, lambda rank: evaluate_details(
+        models[rank], _TinyData(20, fail_at=2), progress=False, stop_requested=lambda: 0))
+    assert [models[r].forward.calls for r in (0, 1)] == [1, 4]
+    assert isinstance(out[0][0], RuntimeError) and 'a bug in item 2' in str(out[0][0])
+    assert isinstance(out[1][0], DatasetError) and 'another process' in str(out[1][0])
+    assert out[0][1] == out[1][1] == 2

@@ -180,7 +180,7 @@ def test_evaluation_during_training_uses_the_runs_precision_and_few_workers(
     kwargs = seen[0]
     assert (kwargs['precision'], kwargs['amp_level'], kwargs['num_workers']) == \
         ('fp16', 'O2', used)
-    assert kwargs['is_slide'] is False and kwargs['on_prediction'] is not None
+    assert kwargs['is_slide'] is False and kwargs['stop_requested']() == 0
 
 
 def test_stall_watchdog_calls_back_once_per_stall():

@@ -24,14 +24,38 @@ save, and its ``load_state_dict(meta)`` called with the checkpoint's meta
 when the run resumes.
 """
 
+import json
 import os
 
 from paddleseg.core import amp
 from paddleseg.core.optim_state import load_optimizer_state, optimizer_state, param_names
 from paddleseg.errors import CheckpointError
 from paddleseg.utils import logger
-from paddleseg.utils.checkpoint import (PADDLESEG_FILES, find_latest_checkpoint,
-                                        load_checkpoint, prune_checkpoints, save_checkpoint)
+from paddleseg.utils.checkpoint import (META_FILE, PADDLESEG_FILES, _write_atomically,
+                                        find_latest_checkpoint, load_checkpoint,
+                                        prune_checkpoints, read_meta, save_checkpoint)
+
+
+def _update_meta(ckpt_dir, meta):
+    """Replace the ``meta.json`` of the complete checkpoint ``ckpt_dir`` by
+    ``meta`` (its ``'files'`` kept) atomically: a killed process leaves the
+    old or the new file, never a partial one.
+
+    Raises:
+        CheckpointError: the file cannot be written; the message names it.
+    """
+    meta = dict(meta, files=read_meta(ckpt_dir)['files'])
+    path = os.path.join(ckpt_dir, META_FILE)
+
+    def write(tmp_path):
+        with open(tmp_path, 'w', encoding='utf-8') as f:
+            json.dump(meta, f, indent=2, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+    try:
+        _write_atomically(path, write)
+    except OSError as exc:
+        raise CheckpointError('Cannot write {}: {}'.format(path, exc)) from exc
 
 
 class Checkpointer:
@@ -49,6 +73,7 @@ class Checkpointer:
     def __init__(self, trainer):
         self.trainer = trainer
         self._optimizer_state = None
+        self._written = None  # (iteration, meta as JSON) of this run's last save
 
     @property
     def save_dir(self):
@@ -65,16 +90,25 @@ class Checkpointer:
     def save(self, it):
         """Save ``iter_<it>`` (rank 0) unless it is on disk already, keep
         the ``keep_checkpoint_max`` newest; return the checkpoint holding
-        iteration ``it`` (None on other ranks)."""
+        iteration ``it`` (None on other ranks). Saved again at the same
+        iteration (e.g. before and after an evaluation), only its
+        ``meta.json`` is rewritten, if the hooks' states changed."""
         t, state = self.trainer, self.trainer.state
         if state.rank != 0:
             return None
         if state.last_saved[0] != it:
             path = os.path.join(self.save_dir, 'iter_{}'.format(it))
-            save_checkpoint(self.states(), path, meta=self.meta(it))
+            meta = self.meta(it)
+            save_checkpoint(self.states(), path, meta=meta)
             prune_checkpoints(self.save_dir, t.opts.keep_checkpoint_max)
-            state.last_saved = (it, path)
+            state.last_saved, self._written = (it, path), (it, json.dumps(meta, sort_keys=True))
             logger.info('Saved {}'.format(path))
+        elif self._written is not None and self._written[0] == it:
+            meta = self.meta(it)
+            text = json.dumps(meta, sort_keys=True)
+            if text != self._written[1]:
+                _update_meta(state.last_saved[1], meta)
+                self._written = (it, text)
         return state.last_saved[1]
 
     def save_weights(self, name, meta):

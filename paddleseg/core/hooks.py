@@ -87,6 +87,12 @@ def due(it, period, iters):
     return it % period == 0 or it == iters
 
 
+def save_due(opts, it):
+    """Whether the periodic checkpoint ``iter_<it>`` is saved at ``it``
+    (``opts``: the run's :class:`~paddleseg.core.options.TrainOptions`)."""
+    return due(it, opts.save_interval, opts.iters)
+
+
 def _forward_state(model):
     """``(tensor, copy)`` of what a training forward pass changes: the
     non-trainable parameters (BatchNorm's statistics) and the buffers."""
@@ -255,8 +261,12 @@ class EvalHook(HookBase):
     (:func:`paddleseg.core.evaluate_details`' result) as
     ``state.storage['eval']``.
 
-    A stop signal during the evaluation of a single process abandons it
-    (between two images); several processes finish it together.
+    When the periodic checkpoint is due at the same iteration, it is saved
+    first (:func:`save_due`), so that a stop during a long evaluation loses
+    nothing; :class:`CheckpointHook` then only brings its ``meta.json`` up
+    to date. A stop signal abandons the evaluation: the ranks agree on it
+    every few images (``stop_requested``), and after an agreed stop none is
+    started.
     """
 
     def __init__(self, val_dataset):
@@ -266,31 +276,41 @@ class EvalHook(HookBase):
         t, state = self.trainer, self.state
         if not due(state.iteration, t.opts.eval_interval, t.opts.iters):
             return
+        if save_due(t.opts, state.iteration):
+            t.checkpointer.save(state.iteration)
         result = self._evaluate()
         t.model.train()
         if result is not None:
             state.publish('eval', result)
 
+    def _stop(self):
+        """The stop signal this rank acts on now: its own with one process,
+        the one every rank knows of with several."""
+        signals = self.state.signals
+        return signals.signum if self.state.nranks == 1 else signals.agreed
+
     def _evaluate(self):
         t, state = self.trainer, self.state
-        single, signals = state.nranks == 1, state.signals
+        signals = state.signals
         kwargs = dict(t.opts.eval_kwargs, precision=t.precision, amp_level=t.opts.amp_level)
         try:
-            if single:
-                signals.check()
+            if self._stop():
+                raise EvalAborted(self._stop())
             return evaluate_details(t.net, self.val_dataset,
                                     num_workers=min(t.opts.num_workers, EVAL_WORKERS),
-                                    on_prediction=signals.check if single else None,
-                                    **kwargs)
+                                    stop_requested=lambda: signals.signum or 0, **kwargs)
         except Exception as exc:
             # a signal to the whole process group also ends the evaluation's
             # DataLoader workers, which paddle reports by raising here
-            if signals.signum is None:
+            if isinstance(exc, EvalAborted):
+                signals.agree(exc.signum)
+            elif signals.signum is None:
                 raise
-            if not isinstance(exc, EvalAborted):
+            cause = exc.__cause__ if isinstance(exc, EvalAborted) else exc
+            if cause is not None:
                 logger.warning('Evaluation at iter {} failed after {}: {}'.format(
-                    state.iteration, signal.Signals(signals.signum).name,
-                    str(exc).strip().splitlines()[0]))
+                    state.iteration, signal.Signals(signals.agreed or signals.signum).name,
+                    (str(cause).strip() or type(cause).__name__).splitlines()[0]))
             logger.warning('Evaluation at iter {} abandoned: stopping'.format(state.iteration))
         return None
 
@@ -391,11 +411,14 @@ class VisualDLHook(HookBase):
 
 class CheckpointHook(HookBase):
     """``iter_<N>`` every ``save_interval`` iterations (and at the last),
-    through the trainer's :class:`~paddleseg.core.checkpointer.Checkpointer`."""
+    through the trainer's :class:`~paddleseg.core.checkpointer.Checkpointer`.
+    Runs last, so that ``meta.json`` holds every hook's state after the
+    step (when :class:`EvalHook` saved the iteration before evaluating, the
+    save here rewrites that ``meta.json`` alone)."""
 
     def after_step(self):
         t, it = self.trainer, self.state.iteration
-        if due(it, t.opts.save_interval, t.opts.iters):
+        if save_due(t.opts, it):
             t.checkpointer.save(it)
 
 

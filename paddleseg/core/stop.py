@@ -3,6 +3,13 @@
 * :class:`StopSignals` turns SIGINT/SIGTERM into a flag that the training
   loop reads between steps (it then saves ``iter_<N>`` and raises
   :class:`TrainingInterrupted`), and restores every handler it replaced.
+* Under ``paddle.distributed.launch`` the ranks stop together: what one of
+  them saw (a signal, a data loader that failed) is maxed over the ranks
+  at fixed points (the training loop before each step, the evaluation every
+  few images), and :attr:`StopSignals.agreed` holds the signal every rank
+  knows of. A rank whose loader failed still joins that agreement, so that
+  every rank saves and stops (:class:`LoaderFailed`) instead of the others
+  waiting for it in a collective.
 * :class:`StallWatchdog` is a thread that notices a step lasting longer than
   a timeout (e.g. a collective waiting for a dead process) and calls back.
   What to do then is the caller's choice: ``train.py`` logs and ends the
@@ -37,7 +44,34 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 
 class EvalAborted(Exception):
-    """A stop signal arrived during an evaluation."""
+    """A stop signal arrived during an evaluation, which was abandoned (on
+    every rank together, at the same image).
+
+    Attributes:
+        signum (int|None): The signal, when known (the ranks' agreed one).
+    """
+
+    def __init__(self, signum=None):
+        self.signum = signum
+        super().__init__('evaluation abandoned{}'.format(
+            ' after ' + signal.Signals(signum).name if signum else ''))
+
+
+class LoaderFailed(RuntimeError):
+    """The training data loader of this rank or of another one failed (its
+    worker processes died, ...) without a stop signal; every rank saved the
+    last finished iteration first.
+
+    Attributes:
+        iteration (int): The last finished iteration.
+        checkpoint (str|None): The checkpoint holding it (None on ranks > 0).
+    """
+
+    def __init__(self, message, iteration, checkpoint):
+        self.iteration, self.checkpoint = iteration, checkpoint
+        where = ('; checkpoint {} holds iter {} (resume with --resume_model auto)'.format(
+            checkpoint, iteration) if checkpoint else '')
+        super().__init__('{}{}'.format(message, where))
 
 
 def worker_signal(signum, frame=None):
@@ -69,7 +103,9 @@ class StopSignals:
     signals ignored on entry stay ignored) and ``threading.excepthook``; on
     exit it puts back every handler it replaced, SIGCHLD's included.
 
-    The first signal sets :attr:`signum`. After a SIGINT, SIGINT gets its
+    The first signal sets :attr:`signum`. :attr:`agreed` is the signal
+    every rank of the job knows of (set from a collective's result with
+    :meth:`agree`; with one process the loop reads :attr:`signum`). After a SIGINT, SIGINT gets its
     previous handler back, so a second Ctrl-C acts at once; further SIGTERMs
     are only recorded. After the first signal paddle's SIGCHLD handler is
     off until the block ends: the signal may have ended DataLoader workers
@@ -92,6 +128,7 @@ class StopSignals:
 
     def __init__(self):
         self.signum = None
+        self.agreed = None
         self._previous = {}
         self._previous_hook = None
         self._pid = os.getpid()
@@ -142,11 +179,28 @@ class StopSignals:
                                            ' (Ctrl-C again stops at once, without '
                                            'saving)' if signum == signal.SIGINT else ''))
 
-    def check(self, *args):
-        """Raise :class:`EvalAborted` if a signal came (an ``on_prediction``
-        callback of :func:`paddleseg.core.evaluate`)."""
-        if self.signum is not None:
-            raise EvalAborted()
+    def mute_child_exits(self):
+        """Put a no-op in place of a Python SIGCHLD handler until the block
+        ends (main thread only).
+
+        paddle's DataLoader installs one (once per process, when it first
+        starts worker processes) that raises in the main thread, wherever it
+        is (in a step, in a collective), when a worker died of a signal
+        (e.g. the OOM killer's). The training loop learns of dead workers
+        from the loader at its next fetch instead (paddle's reader thread
+        checks them every few seconds), where every rank can agree on it.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            return
+        current = signal.getsignal(signal.SIGCHLD)
+        if callable(current) and current is not _no_op:
+            self._previous.setdefault(signal.SIGCHLD, signal.signal(signal.SIGCHLD, _no_op))
+
+    def agree(self, signum):
+        """Record ``signum`` (0/None: none) as known to every rank: a value
+        every rank got from the same collective. The first one stays."""
+        if signum and self.agreed is None:
+            self.agreed = int(signum)
 
 
 class StallWatchdog:

@@ -7,9 +7,10 @@ iteration (:func:`paddleseg.utils.dist.derive_seed`), so a run resumed from
 ``iter_N`` continues exactly as the uninterrupted run would have.
 
 Every rank takes the same decision at the same iteration: the stop flags
-(a signal, a sample that could not be loaded, a non-finite loss) are
-maxed over the ranks when there are several processes
-(:func:`paddleseg.utils.dist.max_over_ranks`). What happens around the
+(a signal, a loader that failed, a sample that could not be loaded, a
+non-finite loss) are maxed over the ranks when there are several processes
+(:func:`paddleseg.utils.dist.max_over_ranks`); a rank whose loader raised
+joins that all-reduce too, so that all save and stop together. What happens around the
 steps (logging, evaluation, checkpoints, the NaN policy) is in
 :mod:`paddleseg.core.hooks`; what changes while the run goes is its
 :class:`~paddleseg.core.state.TrainState`; the checkpoints are the
@@ -17,6 +18,7 @@ steps (logging, evaluation, checkpoints, the NaN policy) is in
 """
 
 import contextlib
+import signal
 import time
 
 import paddle
@@ -29,9 +31,9 @@ from paddleseg.core.options import TrainOptions  # noqa: F401
 from paddleseg.core.sampler import (LOAD_ERROR, LOAD_TRACEBACK, ResumableBatchSampler,
                                     SeededDataset, collate_batch, worker_init)
 from paddleseg.core.state import LossTerms, TrainState
-from paddleseg.core.stop import StopSignals, TrainingInterrupted
+from paddleseg.core.stop import LoaderFailed, StopSignals, TrainingInterrupted
 from paddleseg.errors import ConfigError, DatasetError
-from paddleseg.utils import dist
+from paddleseg.utils import dist, logger
 
 
 def compute_losses(logits_list, label, losses):
@@ -42,6 +44,16 @@ def compute_losses(logits_list, label, losses):
                           'outputs'.format(len(losses['types']), len(logits_list)))
     return [coef * loss(logits, label) for logits, loss, coef in
             zip(logits_list, losses['types'], losses['coef'])]
+
+
+LOADER_FAILURE = 'loader_failure'
+"""The key of the batch :meth:`Trainer._next_batch` returns when the loader
+raised (the exception)."""
+
+
+def _first_line(exc):
+    text = str(exc).strip()
+    return '{}: {}'.format(type(exc).__name__, text.splitlines()[0] if text else '')
 
 
 def _endless(loader):
@@ -175,33 +187,46 @@ class Trainer:
             with guard:
                 batch = self._next_batch(batches)
                 reader_cost = time.time() - tic
-                load_error = batch.get(LOAD_ERROR)
-                failed, stop = dist.max_over_ranks(
-                    [load_error is not None, state.signals.signum or 0])
-                if failed:
-                    self._data_error(load_error, batch.get(LOAD_TRACEBACK))
+                self._agree(batch)
                 state.step_info = self.step(batch)
             state.step_info.update(reader_cost=reader_cost, batch_cost=time.time() - tic,
                                    samples=batch['img'].shape[0])
             self._call('after_step')
-            # one process acts on its own flag at once; several wait until
-            # they agreed on it (at the start of the next step at the latest)
-            if state.nranks == 1:
-                stop = state.signals.signum
+            # one process acts on its own flag at once; several on the one
+            # they agreed on (before this step, or during its evaluation)
+            stop = state.signals.signum if state.nranks == 1 else state.signals.agreed
             if stop:
                 self._interrupted(state.iteration, stop)
             tic = time.time()
 
     def _next_batch(self, batches):
+        """The next batch, or ``{LOADER_FAILURE: exception}`` when the loader
+        raised (e.g. its workers died: a signal to the whole process group
+        ends them too): this rank still joins :meth:`_agree`. A worker's
+        death is learnt of here only (paddle's SIGCHLD handler, installed
+        with the first workers, is muted:
+        :meth:`~paddleseg.core.stop.StopSignals.mute_child_exits`)."""
         try:
-            return next(batches)
-        except Exception:
-            # a signal to the whole process group can end the loader's
-            # workers before this process acts on it
-            signum = self.state.signals.signum
-            if signum is not None and self.state.nranks == 1:
-                self._interrupted(self.state.iteration - 1, signum)
-            raise
+            batch = next(batches)
+        except Exception as exc:
+            return {LOADER_FAILURE: exc}
+        self.state.signals.mute_child_exits()
+        return batch
+
+    def _agree(self, batch):
+        """What every rank saw before this step, maxed over the ranks in one
+        all-reduce (every rank calls it, also one whose loader failed): a
+        loader that failed, a sample that could not be loaded, a stop
+        signal; every rank then acts on the same flags."""
+        signals = self.state.signals
+        failure, load_error = batch.get(LOADER_FAILURE), batch.get(LOAD_ERROR)
+        lost, failed, stop = dist.max_over_ranks(
+            [failure is not None, load_error is not None, signals.signum or 0])
+        signals.agree(stop)
+        if lost:
+            self._loader_failed(failure, signals.agreed)
+        if failed:
+            self._data_error(load_error, batch.get(LOAD_TRACEBACK))
 
     def step(self, batch):
         """One optimisation step: forward, backward, then the update unless
@@ -238,6 +263,25 @@ class Trainer:
 
     def _interrupted(self, it, signum):
         raise TrainingInterrupted(signum, it, self.checkpointer.save(it) if it > 0 else None)
+
+    def _loader_failed(self, failure, signum):
+        """The loader of this rank (``failure``, its exception) or of another
+        one (``failure`` None) failed before this iteration's step: every
+        rank keeps the last finished iteration and stops, as after a stop
+        signal if one came (on any rank: e.g. the signal that also ended
+        the workers), else with :class:`LoaderFailed`."""
+        done = self.state.iteration - 1
+        if signum:
+            if failure is not None:
+                logger.warning('the data loader failed after {}: {}'.format(
+                    signal.Signals(signum).name, _first_line(failure)))
+            self._interrupted(done, signum)
+        saved = self.checkpointer.save(done) if done > 0 else None
+        what = ('the data loader failed: {}'.format(_first_line(failure))
+                if failure is not None else
+                'the data loader of another process failed (see its log)')
+        raise LoaderFailed('training stopped at iter {}: {}'.format(
+            self.state.iteration, what), done, saved) from failure
 
     def _data_error(self, message, load_traceback=None):
         """A sample of this iteration could not be loaded (here or on

@@ -8,7 +8,11 @@ Under ``paddle.distributed.launch`` each rank evaluates a disjoint share of
 the set (:func:`shard`: rank ``r`` of ``N`` takes images ``r, r + N, ...``,
 nothing repeated to even the shares out) and the confusion matrices and image
 counts are summed over the ranks, so the result is exactly that of one
-process over the whole set.
+process over the whole set. The ranks end an evaluation early together
+(a stop request such as a signal, or a failure on any rank): every
+:data:`STOP_CHECK_IMAGES` images they agree on it in one small all-reduce
+(:class:`_StopAgreement`), which a rank with a shorter share or one that
+failed joins too.
 """
 
 import inspect
@@ -22,10 +26,16 @@ from tqdm import tqdm
 
 from paddleseg.core import amp
 from paddleseg.core.infer import predict_class_map
+from paddleseg.core.stop import EvalAborted
 from paddleseg.errors import ConfigError, DatasetError, SegError
 from paddleseg.utils import dist, logger
 from paddleseg.utils.dist import init_distributed
 from paddleseg.utils.metrics import confusion_matrix, metrics_from_confusion
+
+
+STOP_CHECK_IMAGES = 4
+"""With several processes, the ranks agree whether to end an evaluation
+early every this many images (of the largest share)."""
 
 
 def shard(num_items, rank, nranks):
@@ -129,6 +139,54 @@ def _eval_batches(dataset, indices, num_workers):
                                 collate_fn=_collate)
 
 
+class _StopAgreement:
+    """When the ranks end an evaluation early, all at the same image.
+
+    With several processes, after every ``every``-th image of the largest
+    share (``checks`` times in all) each rank contributes ``(stop, failed)``
+    to one max all-reduce: ``stop`` is ``stop_requested()`` (an int, e.g. a
+    signal number; 0: go on), ``failed`` whether its loop raised. A rank
+    that failed joins the next check at once; one whose share ended joins
+    the remaining ones from :meth:`finish`; so every rank makes the same
+    all-reduces and all stop after the same one. With one process the
+    request is read after every image and nothing is exchanged.
+    """
+
+    def __init__(self, stop_requested, nranks, largest_share, every=STOP_CHECK_IMAGES):
+        self.stop_requested = stop_requested or (lambda: 0)
+        self.nranks, self.every = nranks, every
+        self.checks = largest_share // every if nranks > 1 else 0
+        self.done = 0
+        self.stop = 0  # the agreed request (the same on every rank)
+        self.ended = False
+
+    def after(self, position, failed=False):
+        """Whether this rank leaves its loop after its ``position``-th image
+        (1-based) or a failure there; with several ranks, when it does
+        because of a check, every rank does."""
+        if self.nranks == 1:
+            self.stop = int(self.stop_requested() or 0)
+            return bool(self.stop or failed)
+        if self.done >= self.checks:  # no check left: the final sum tells the others
+            return failed
+        if failed or position % self.every == 0:
+            return self._check(failed)
+        return False
+
+    def _check(self, failed):
+        self.done += 1
+        stop, anyone_failed = dist.max_over_ranks([int(self.stop_requested() or 0),
+                                                   int(failed)])
+        self.stop = stop
+        self.ended = bool(stop or anyone_failed)
+        return self.ended
+
+    def finish(self, failed):
+        """Join the checks this rank did not make (its share was shorter)."""
+        while self.done < self.checks and not self.ended:
+            self._check(failed)
+
+
 def details_kwargs(test_config, what='test_config'):
     """``test_config`` (keyword arguments of :func:`evaluate`, as PaddleSeg
     passes them) as keyword arguments of :func:`evaluate_details`.
@@ -182,7 +240,8 @@ def evaluate(model, eval_dataset, aug_eval=False, scales=1.0, flip_horizontal=Fa
 def evaluate_details(model, eval_dataset, num_workers=0, aug_eval=False, scales=1.0,
                      flip_horizontal=False, flip_vertical=False, is_slide=False,
                      stride=None, crop_size=None, precision='fp32', amp_level='O1',
-                     print_detail=True, progress=True, on_prediction=None):
+                     print_detail=True, progress=True, on_prediction=None,
+                     stop_requested=None):
     """Evaluate ``model`` on ``eval_dataset``; every metric, in a dict
     (:func:`evaluate` is PaddleSeg's form, with its tuple).
 
@@ -220,6 +279,11 @@ def evaluate_details(model, eval_dataset, num_workers=0, aug_eval=False, scales=
             (``img_path``, ...); e.g.
             :class:`paddleseg.utils.cityscapes.CityscapesWriter`.
             Default: None.
+        stop_requested (callable, optional): ``stop_requested()`` returns a
+            non-zero int (e.g. a signal number) to end the evaluation early:
+            read after every image with one process; with several, the
+            ranks agree on it every :data:`STOP_CHECK_IMAGES` images and
+            all end after the same image. Default: None.
 
     Returns:
         dict: See :func:`paddleseg.utils.metrics.metrics_from_confusion`, plus
@@ -229,7 +293,9 @@ def evaluate_details(model, eval_dataset, num_workers=0, aug_eval=False, scales=
 
     Raises:
         SegError: an image or label of this rank cannot be read;
-            DatasetError: that of another rank.
+            DatasetError: that of another rank, or another rank failed
+            otherwise (this rank then raises its own error).
+        EvalAborted: ``stop_requested`` (on any rank) ended it early.
     """
     precision = resolve_precision(precision, amp_level)
     rank, nranks = init_distributed()
@@ -243,12 +309,15 @@ def evaluate_details(model, eval_dataset, num_workers=0, aug_eval=False, scales=
                             flip_vertical=flip_vertical)
     cm = np.zeros((num_classes, num_classes), np.int64)
     start, images, error = time.time(), 0, None
+    agreement = _StopAgreement(stop_requested, nranks, len(shard(len(eval_dataset), 0, nranks)))
     bar = tqdm(_eval_batches(eval_dataset, indices, num_workers), total=len(indices),
                desc='eval', disable=not (progress and rank == 0), leave=False,
                dynamic_ncols=True)
+    position = 0
     try:
         with paddle.no_grad():
             for batch in bar:
+                position += 1
                 if _LOAD_ERROR in batch:
                     _raise_load_error(batch)
                 with amp.autocast(precision, amp_level):
@@ -260,18 +329,24 @@ def evaluate_details(model, eval_dataset, num_workers=0, aug_eval=False, scales=
                 if on_prediction is not None:
                     on_prediction(pred.numpy(), batch)
                 images += pred.shape[0]
-    except SegError as exc:  # bad data: stop here, but after telling the others
-        if nranks == 1:
+                if agreement.after(position):
+                    break
+    except Exception as exc:  # stop here, but after telling the others
+        if nranks == 1 or isinstance(exc, EvalAborted):
             raise
         error = exc
+        agreement.after(position, failed=True)
     finally:
         bar.close()
+    agreement.finish(error is not None)
     cm, images, failed = _sum_over_ranks(cm, images, error is not None, nranks)
+    if agreement.stop:
+        raise EvalAborted(agreement.stop) from error
     if error is not None:
         raise error
     if failed:
-        raise DatasetError('evaluation stopped: another process could not read '
-                           'its images (see its log)')
+        raise DatasetError('evaluation stopped: another process could not read its '
+                           'images, or failed otherwise (see its log)')
     # measured after the all-reduce, which waits for the slowest rank
     elapsed = max(time.time() - start, 1e-9)
     result = metrics_from_confusion(cm)
@@ -288,7 +363,7 @@ def evaluate_details(model, eval_dataset, num_workers=0, aug_eval=False, scales=
 
 def _sum_over_ranks(cm, images, failed, nranks):
     """``(cm, images, failed)`` summed over the ranks, in one all-reduce
-    (``failed``: how many ranks could not read their data)."""
+    (``failed``: how many ranks could not read their data, or failed)."""
     if nranks == 1:
         return cm, images, int(failed)
     total = dist.sum_over_ranks(np.append(cm.ravel(), [images, int(failed)]))

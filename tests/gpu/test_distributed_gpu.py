@@ -148,3 +148,31 @@ def test_two_gpu_ranks_finish_with_the_same_weights(tiny, tools, tmp_path):
                                    err_msg=key)
     trainable = set(infos[0]['trainable'])
     assert trainable and trainable <= set(states[0])
+
+
+def test_sigterm_to_the_launcher_during_an_evaluation_on_two_gpus(tools, tmp_path):
+    """As tests/test_distributed_failures.py's CPU test, over NCCL: the
+    launcher gets SIGTERM during the (slowed) evaluation of iter 3; iter_3
+    was saved before it, the ranks agree to abandon it within a few images,
+    both stop at iter 3 well within the launcher's 30 s."""
+    import re
+    import time
+    from robust_helpers import NARROW_MODEL
+    from tiny_data import make_tiny_cityscapes, write_tiny_config
+    tools.need_gpus(2)
+    root = make_tiny_cityscapes(str(tmp_path / 'data'), n_train=4, n_val=40, h=32, w=64)
+    cfg = write_tiny_config(str(tmp_path / 'tiny.yml'), root, iters=6, batch_size=1,
+                            crop=32, model=NARROW_MODEL)
+    out, log_dir, marks = tmp_path / 'out', tmp_path / 'log', tmp_path / 'marks'
+    marks.mkdir()
+    cmd = tools.train_cmd(cfg, out, '--save_interval', 3, '--do_eval')
+    driver = os.path.join(tools.ROOT, 'tests', 'helpers', 'dist_fault_driver.py')
+    _launch(tools, log_dir, driver, 'eval_sigterm:2:1.1', marks, *cmd[1:])
+    took = time.time() - float((marks / 'sigterm_sent').read_text())
+    assert took < 25, took
+    logs = [_worker_log(log_dir, rank) for rank in (0, 1)]
+    for log in logs:
+        assert re.search(r'interrupted by SIGTERM after iter 3\b', log), log[-3000:]
+    assert 'Evaluation at iter 3 abandoned: stopping' in logs[0], logs[0][-3000:]
+    meta = json.load(open(out / 'iter_3' / 'meta.json'))
+    assert meta['iter'] == 3 and all((out / 'iter_3' / f).is_file() for f in meta['files'])
