@@ -56,7 +56,7 @@ def test_predictor_options_are_build_configs_arguments():
 
 
 BAD = [
-    (dict(engine='tensorrt'), "engine must be 'auto', 'inference' or 'onnx'"),
+    (dict(engine='tensorrt'), "engine must be 'auto', 'inference', 'onnx' or 'openvino'"),
     (dict(engine='dygraph'), "engine must be"),
     (dict(device='xpu:0', engine='inference'), '--engine inference runs on cpu or gpu, not xpu'),
     (dict(device='gpu:x'), 'device must be cpu or gpu'),
@@ -66,7 +66,8 @@ BAD = [
     (dict(cpu_threads=1.5), 'cpu_threads'),
     (dict(gpu_mem_mb=0, device='gpu'), 'gpu_mem_mb'),
     (dict(precision='int8', device='gpu'), 'int8'),
-    (dict(precision='bf16', device='gpu'), 'precision must be one of'),
+    (dict(precision='bf16', device='gpu'), '--precision bf16 runs with --engine openvino'),
+    (dict(precision='fp8'), 'precision must be one of'),
     (dict(precision='fp16'), "precision 'fp16' needs use_gpu"),
     (dict(use_trt=True), 'use_trt.*use_gpu'),
     (dict(trt_use_static=True, device='gpu'), 'trt_use_static.*use_trt'),

@@ -14,13 +14,16 @@ __all__ = ['add_engine_args', 'deploy_options', 'load_exported']
 
 
 def add_engine_args(parser):
-    """--engine dygraph|inference|onnx and --enable_mkldnn (val.py, predict.py)."""
+    """--engine dygraph|inference|onnx|openvino and --enable_mkldnn (val.py,
+    predict.py); --precision is :func:`~paddleseg.cli.args.add_precision_args`'s."""
     parser.add_argument('--engine', choices=list(ENGINES), default='dygraph',
                         help='dygraph: the model of --config with the weights of '
-                             '--model_path; inference (Paddle Inference) or onnx '
-                             '(ONNX Runtime): the exported model of the folder '
-                             '--model_path (export.py --format paddle_legacy|paddle, '
-                             'or onnx). Default: dygraph.')
+                             '--model_path; inference (Paddle Inference), onnx '
+                             '(ONNX Runtime) or openvino (OpenVINO Runtime, CPU; '
+                             '--precision fp32|bf16): the exported model of the '
+                             'folder --model_path (export.py --format '
+                             'paddle_legacy|paddle for inference, onnx for onnx '
+                             'and openvino). Default: dygraph.')
     parser.add_argument('--enable_mkldnn', type=str2bool, default=True,
                         metavar='true|false',
                         help='oneDNN kernels of --engine inference on the CPU '
@@ -31,7 +34,8 @@ def deploy_options(args, cpu_threads=None):
     """The :class:`~paddleseg.deploy.DeployOptions` of ``--engine``,
     ``--enable_mkldnn``, ``--precision`` / ``--fp16`` on the device set
     (``paddle.get_device()``) with ``cpu_threads``; fp16 on the CPU runs
-    fp32 with a warning."""
+    fp32 with a warning, bf16 where it cannot run is refused
+    (:class:`~paddleseg.deploy.DeployOptions`)."""
     import paddle
     from paddleseg.deploy import DeployOptions
     return DeployOptions.with_fallbacks(

@@ -3,8 +3,9 @@
 Owns the deployment options (engine, device, precision, CPU threads, oneDNN,
 the GPU memory pool and the TensorRT settings), their defaults and every
 check of them on their own, the engine vocabulary (:data:`ENGINES`), the
-rule of which engine runs which export format (:func:`engine_for_format`)
-and the fp16-on-a-CPU fallback of ``val.py`` / ``predict.py``. Checks that
+rule of which engine runs which export format (:func:`engine_for_format`),
+the fp16-on-a-CPU fallback of ``val.py`` / ``predict.py`` and the refusal
+of bf16 where the CPU has no bf16 instructions (:func:`_check_bf16`). Checks that
 need the export itself (the TensorRT shape range against its input) are
 :mod:`paddleseg.deploy.paddle_inference`'s.
 
@@ -18,16 +19,25 @@ from typing import Optional
 import numpy as np
 
 from paddleseg.errors import ConfigError, DeployError
-from paddleseg.utils import logger
-from paddleseg.utils import dist
+from paddleseg.utils import cpu, dist, logger
 from paddleseg.utils.dist import device_kind
 
-ENGINES = ('dygraph', 'inference', 'onnx')
-"""The ``--engine`` values of val.py / predict.py; the last two run an
-export (Paddle Inference, ONNX Runtime)."""
+ENGINES = ('dygraph', 'inference', 'onnx', 'openvino')
+"""The ``--engine`` values of val.py / predict.py; all but dygraph run an
+export (Paddle Inference, ONNX Runtime, OpenVINO Runtime)."""
 
-PRECISIONS = ('fp32', 'fp16')
-"""The precisions of Paddle Inference (``int8`` is refused)."""
+ENGINE_FORMATS = {'inference': ('paddle_legacy', 'paddle'), 'onnx': ('onnx',),
+                  'openvino': ('onnx',)}
+"""The export formats each engine runs (the first: the one to export)."""
+
+CPU_ENGINES = {'onnx': "ONNX Runtime's CPU provider",
+               'openvino': "OpenVINO's CPU plugin"}
+"""The engines that run on the CPU only, and what of theirs runs."""
+
+PRECISIONS = ('fp32', 'fp16', 'bf16')
+"""fp32 (every engine); fp16 (Paddle Inference on a GPU); bf16 (OpenVINO on
+a CPU with AMX-BF16 or AVX512-BF16). ``int8`` is refused: an int8 model is
+an export of its own, run in fp32."""
 
 _TRT_SETTINGS = ('trt_dynamic_shape', 'trt_use_static', 'trt_cache_dir')
 
@@ -54,29 +64,31 @@ def _parse_device(device):
 
 def engine_for_format(engine, fmt, model_dir):
     """The engine that runs an export of format ``fmt`` in ``model_dir``:
-    ``engine`` itself, or for 'auto' ONNX Runtime ('onnx') for an ONNX
-    export and Paddle Inference ('inference') otherwise.
+    ``engine`` itself (:data:`ENGINE_FORMATS`), or for 'auto' ONNX Runtime
+    ('onnx') for an ONNX export and Paddle Inference ('inference')
+    otherwise.
 
     Raises:
-        DeployError: ``engine`` is none of 'auto', 'inference', 'onnx', or
-            cannot run this format (the message names ``--format``).
+        DeployError: ``engine`` is none of 'auto' and :data:`ENGINES` but
+            dygraph, or cannot run this format (the message names
+            ``--format``).
     """
     _check_engine(engine)
     if engine == 'auto':
         return 'onnx' if fmt == 'onnx' else 'inference'
-    if (fmt == 'onnx') != (engine == 'onnx'):
+    formats = ENGINE_FORMATS[engine]
+    if fmt not in formats:
         raise DeployError('{}: holds a {} export; --engine {} runs {} (export with '
-                          '--format {})'.format(
-                              model_dir, fmt, engine,
-                              'onnx' if engine == 'onnx' else 'paddle_legacy or paddle',
-                              'onnx' if engine == 'onnx' else 'paddle_legacy'))
+                          '--format {})'.format(model_dir, fmt, engine,
+                                                ' or '.join(formats), formats[0]))
     return engine
 
 
 def _check_engine(engine):
-    if engine not in ('auto',) + ENGINES[1:]:
-        raise DeployError("engine must be 'auto', 'inference' or 'onnx', got "
-                          "{!r}".format(engine))
+    if engine not in ('auto',) + tuple(ENGINE_FORMATS):
+        names = ["'{}'".format(e) for e in ('auto',) + tuple(ENGINE_FORMATS)]
+        raise DeployError('engine must be {} or {}, got {!r}'.format(
+            ', '.join(names[:-1]), names[-1], engine))
 
 
 def _check_trt_shape_spec(spec):
@@ -120,13 +132,14 @@ class DeployOptions:
 
     Args:
         engine (str): 'inference' (Paddle Inference), 'onnx' (ONNX Runtime,
-            CPU only) or 'auto' (by the export's format,
-            :func:`engine_for_format`). Default: 'auto'.
+            CPU only), 'openvino' (OpenVINO Runtime, CPU only) or 'auto' (by
+            the export's format, :func:`engine_for_format`). Default: 'auto'.
         device (str): 'cpu', 'gpu' or 'gpu:<id>' (kept as 'cpu' or
             'gpu:<id>'). Default: 'cpu'.
-        precision (str): 'fp32' or 'fp16' (:data:`PRECISIONS`; fp16 needs
-            the GPU; 'int8' is refused: Paddle-TensorRT int8 needs a
-            calibration run or a quantised model). Default: 'fp32'.
+        precision (str): 'fp32', 'fp16' or 'bf16' (:data:`PRECISIONS`; fp16
+            needs the GPU; bf16 needs engine 'openvino' and a CPU with
+            AMX-BF16 or AVX512-BF16; 'int8' is refused: Paddle-TensorRT int8
+            needs a calibration run or a quantised model). Default: 'fp32'.
         cpu_threads (int, optional): CPU math threads (>= 0; None or 0:
             the engine's default). Default: None.
         use_onednn (bool): oneDNN kernels of Paddle Inference on the CPU.
@@ -167,10 +180,10 @@ class DeployOptions:
         if kind not in ('cpu', 'gpu'):
             raise DeployError('--engine {} runs on cpu or gpu, not {}'.format(
                 self.engine, kind))
-        if self.engine == 'onnx' and kind != 'cpu':
-            raise DeployError("--engine onnx runs on the CPU (ONNX Runtime's CPU "
-                              "provider): use --device cpu, or --engine inference "
-                              "on the GPU")
+        if self.engine in CPU_ENGINES and kind != 'cpu':
+            raise DeployError('--engine {} runs on the CPU ({}): use --device cpu, '
+                              'or --engine inference on the GPU'.format(
+                                  self.engine, CPU_ENGINES[self.engine]))
         index = int_option('device_id', index, 0)
         self._set('device', 'gpu:{}'.format(index) if kind == 'gpu' else 'cpu')
         for name, minimum in (('gpu_mem_mb', 1), ('trt_min_subgraph_size', 1),
@@ -206,6 +219,8 @@ class DeployOptions:
         if _fp16_off_gpu(self.precision, self.device):
             raise DeployError("precision 'fp16' needs use_gpu=True (on the CPU the "
                               "exported model runs in fp32)")
+        if self.precision == 'bf16':
+            _check_bf16(self.engine)
 
     @property
     def use_gpu(self):
@@ -253,6 +268,20 @@ class DeployOptions:
 
 def _default(name):
     return DeployOptions.__dataclass_fields__[name].default
+
+
+def _check_bf16(engine):
+    """bf16 is OpenVINO's, on a CPU with bf16 instructions
+    (:func:`paddleseg.utils.cpu.bf16_isa`); elsewhere one DeployError line
+    saying so and what runs instead."""
+    if engine != 'openvino':
+        raise DeployError('--precision bf16 runs with --engine openvino (OpenVINO on '
+                          'the CPU); --engine {} runs fp32 here: use --precision '
+                          'fp32'.format(engine))
+    if cpu.bf16_isa() is None:
+        raise DeployError('--precision bf16: {} has neither AMX-BF16 nor AVX512-BF16, '
+                          'so OpenVINO would compute in fp32: use --precision fp32'
+                          .format(cpu.cpu_model()))
 
 
 def _fp16_off_gpu(precision, device):
