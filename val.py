@@ -93,8 +93,8 @@ def main(argv=None):
 
 
 def run(args):
-    from paddleseg.cli.args import precision_of
     from paddleseg.cli.build import build_for_inference, eval_kwargs
+    from paddleseg.cli.engine_args import dygraph_precision
     from paddleseg.core import amp, evaluate_details
     from paddleseg.core.val import resolve_precision
     from paddleseg.utils.dist import init_distributed
@@ -105,7 +105,7 @@ def run(args):
     rank, _ = init_distributed()
     test_config = eval_kwargs(args, builder.config)
     if args.engine == 'dygraph':
-        precision = resolve_precision(precision_of(args), args.amp_level)
+        precision = resolve_precision(dygraph_precision(args), args.amp_level)
         # O2: fp16 weights, cast once (normalisation layers stay fp32)
         model, _ = amp.prepare(model, None, precision, args.amp_level)
     else:  # the exported program runs in the precision it was loaded with

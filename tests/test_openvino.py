@@ -272,11 +272,13 @@ def test_cli_bf16_without_the_cpu_is_one_line(tiny, capsys, no_bf16):
     assert not os.path.exists(tiny['base'] / 'refused')
 
 
-def test_predict_dygraph_refuses_another_precision(tiny, capsys):
-    line = _one_line_error(capsys, predict_cli.main, [
-        '--config', tiny['cfg'], '--model_path', tiny['weights'], '--device', 'cpu',
-        '--image_path', tiny['data'], '--precision', 'bf16'])
+def test_dygraph_refuses_bf16(tiny, capsys):
+    base = ['--config', tiny['cfg'], '--model_path', tiny['weights'], '--device', 'cpu',
+            '--precision', 'bf16']
+    line = _one_line_error(capsys, predict_cli.main, base + ['--image_path', tiny['data']])
     assert 'runs the dygraph model in fp32' in line, line
+    line = _one_line_error(capsys, val_cli.main, base)
+    assert '--precision bf16 runs with --engine openvino' in line, line
 
 
 def _class_maps(folder):

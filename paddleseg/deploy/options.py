@@ -5,7 +5,7 @@ the GPU memory pool and the TensorRT settings), their defaults and every
 check of them on their own, the engine vocabulary (:data:`ENGINES`), the
 rule of which engine runs which export format (:func:`engine_for_format`),
 the fp16-on-a-CPU fallback of ``val.py`` / ``predict.py`` and the refusal
-of bf16 where the CPU has no bf16 instructions (:func:`_check_bf16`). Checks that
+of bf16 where the CPU has no bf16 instructions (:func:`check_bf16`). Checks that
 need the export itself (the TensorRT shape range against its input) are
 :mod:`paddleseg.deploy.paddle_inference`'s.
 
@@ -220,7 +220,7 @@ class DeployOptions:
             raise DeployError("precision 'fp16' needs use_gpu=True (on the CPU the "
                               "exported model runs in fp32)")
         if self.precision == 'bf16':
-            _check_bf16(self.engine)
+            check_bf16(self.engine)
 
     @property
     def use_gpu(self):
@@ -270,10 +270,11 @@ def _default(name):
     return DeployOptions.__dataclass_fields__[name].default
 
 
-def _check_bf16(engine):
-    """bf16 is OpenVINO's, on a CPU with bf16 instructions
-    (:func:`paddleseg.utils.cpu.bf16_isa`); elsewhere one DeployError line
-    saying so and what runs instead."""
+def check_bf16(engine):
+    """bf16 is OpenVINO's (``engine`` 'openvino'), on a CPU with bf16
+    instructions (:func:`paddleseg.utils.cpu.bf16_isa`); for another engine
+    (dygraph included) or CPU, one DeployError line saying so and what to
+    run instead."""
     if engine != 'openvino':
         raise DeployError('--precision bf16 runs with --engine openvino (OpenVINO on '
                           'the CPU); --engine {} runs fp32 here: use --precision '
