@@ -279,7 +279,8 @@ def test_cli_bf16_without_the_cpu_is_one_line(tiny, capsys, no_bf16):
 def test_dygraph_refuses_bf16(tiny, capsys):
     base = ['--config', tiny['cfg'], '--model_path', tiny['weights'], '--device', 'cpu',
             '--precision', 'bf16']
-    line = _one_line_error(capsys, predict_cli.main, base + ['--image_path', tiny['data']])
+    line = _one_line_error(capsys, predict_cli.main,
+                           base + ['--image_path', tiny['data']])
     assert 'runs the dygraph model in fp32' in line, line
     line = _one_line_error(capsys, val_cli.main, base)
     assert '--precision bf16 runs with --engine openvino' in line, line

@@ -10,7 +10,7 @@ the config's to say: :attr:`~paddleseg.cvlibs.Config.export_transforms`,
 from paddleseg.cli.args import precision_of, str2bool
 from paddleseg.deploy.options import ENGINES
 
-__all__ = ['add_engine_args', 'deploy_options', 'load_exported']
+__all__ = ['add_engine_args', 'deploy_options', 'dygraph_precision', 'load_exported']
 
 
 def add_engine_args(parser):
@@ -28,6 +28,17 @@ def add_engine_args(parser):
                         metavar='true|false',
                         help='oneDNN kernels of --engine inference on the CPU '
                              '(default: true).')
+
+
+def dygraph_precision(args):
+    """The precision of ``--precision`` / ``--fp16`` for ``--engine
+    dygraph``; bf16 is refused there with the one line of
+    :func:`paddleseg.deploy.options.check_bf16`."""
+    precision = precision_of(args)
+    if precision == 'bf16':
+        from paddleseg.deploy.options import check_bf16
+        check_bf16('dygraph')
+    return precision
 
 
 def deploy_options(args, cpu_threads=None):

@@ -46,7 +46,8 @@ from paddleseg.errors import DeployError
 
 __all__ = ['export', 'load_engine', 'open_engine', 'load_deploy', 'DeployOptions',
            'EngineModel', 'DeployError', 'build_config', 'create_predictor',
-           'run_predictor', 'create_onnx_session', 'create_openvino_model', 'FORMATS', 'DEFAULT_FORMAT',
+           'run_predictor', 'create_onnx_session', 'create_openvino_model',
+           'FORMATS', 'DEFAULT_FORMAT',
            'OUTPUT_OPS', 'ENGINES', 'PRECISIONS', 'ONNX_OPSET', 'EXPORT_INPUT_NAME',
            'ExportedModel', 'check_format', 'deploy_format', 'parse_input_shape',
            'program_input_name']

@@ -5,8 +5,8 @@ the GPU memory pool and the TensorRT settings), their defaults and every
 check of them on their own, the engine vocabulary (:data:`ENGINES`), the
 rule of which engine runs which export format (:func:`engine_for_format`),
 the fp16-on-a-CPU fallback of ``val.py`` / ``predict.py`` and the refusal
-of bf16 where the CPU has no bf16 instructions (:func:`check_bf16`). Checks that
-need the export itself (the TensorRT shape range against its input) are
+of bf16 but by OpenVINO on a CPU with bf16 instructions
+(:func:`check_bf16`). Checks that need the export itself (the TensorRT shape range against its input) are
 :mod:`paddleseg.deploy.paddle_inference`'s.
 
 Every bad value raises one :class:`~paddleseg.errors.DeployError` line
@@ -36,8 +36,8 @@ CPU_ENGINES = {'onnx': "ONNX Runtime's CPU provider",
 
 PRECISIONS = ('fp32', 'fp16', 'bf16')
 """fp32 (every engine); fp16 (Paddle Inference on a GPU); bf16 (OpenVINO on
-a CPU with AMX-BF16 or AVX512-BF16). ``int8`` is refused: an int8 model is
-an export of its own, run in fp32."""
+a CPU with AMX-BF16 or AVX512-BF16). The option ``int8`` is refused: an
+int8 model is an export of its own, run with these options."""
 
 _TRT_SETTINGS = ('trt_dynamic_shape', 'trt_use_static', 'trt_cache_dir')
 
