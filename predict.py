@@ -8,8 +8,10 @@ Writes ``<save_dir>/pseudo_color_prediction/`` (palette PNGs whose pixel
 values are the class ids) and ``<save_dir>/added_prediction/`` (overlays),
 keeping the sub-folders of ``--image_path``.
 
-``--engine inference|onnx --model_path <export folder>`` runs the exported
-model (Paddle Inference, ONNX Runtime) instead of the dygraph one.
+``--engine inference|onnx|openvino --model_path <export folder>`` runs the
+exported model (Paddle Inference, ONNX Runtime, OpenVINO Runtime) instead of
+the dygraph one, in ``--precision`` (fp32; fp16: Paddle Inference on a GPU;
+bf16: OpenVINO on a CPU with AMX-BF16 or AVX512-BF16).
 
 Exit status: 0 every image predicted; 1 some could not be read (each named on
 stderr; the others are written); 2 a user error (one line on stderr).
@@ -25,8 +27,8 @@ reports the status of the first failed rank in rank order).
 import argparse
 import sys
 
-from paddleseg.cli.args import (add_common_args, add_inference_args, hide_known_warnings,
-                                user_errors)
+from paddleseg.cli.args import (add_common_args, add_inference_args, add_precision_args,
+                                hide_known_warnings, user_errors)
 from paddleseg.cli.engine_args import add_engine_args
 
 hide_known_warnings()
@@ -37,8 +39,8 @@ def parse_args(argv=None):
                                 description='Predict with a PointRend-Paddle model.')
     add_common_args(p)
     p.add_argument('--model_path', required=True,
-                   help='Weights: model.pdparams; with --engine inference|onnx, '
-                        'the folder export.py wrote.')
+                   help='Weights: model.pdparams; with --engine '
+                        'inference|onnx|openvino, the folder export.py wrote.')
     p.add_argument('--image_path', required=True,
                    help='An image, a folder (recursive) or a .txt list of images.')
     p.add_argument('--save_dir', default='./output/result', help='Output folder.')
@@ -46,6 +48,7 @@ def parse_args(argv=None):
                    help='Multi-scale / flip prediction (see --scales, --flip_*).')
     add_inference_args(p)
     add_engine_args(p)
+    add_precision_args(p, engines=True, amp=False)  # of --engine; dygraph: fp32
     p.add_argument('--custom_color', nargs='+', type=int, default=None,
                    help='Class colours as r g b r g b ...')
     p.add_argument('--save_cityscapes', default=None, metavar='DIR',
@@ -77,6 +80,10 @@ def run(args):
     from paddleseg.utils.cityscapes import NUM_TRAIN_IDS
     from paddleseg.utils.env import tune_process
     from paddleseg.utils.images import collect_images
+    if args.engine == 'dygraph' and args.precision != 'fp32':
+        raise ConfigError('--precision {}: predict.py runs the dygraph model in '
+                          'fp32; the precision is for --engine inference|openvino'
+                          .format(args.precision))
     images, image_dir = collect_images(args.image_path)
     tune_process(training=False)  # MKL's fast path on AMD, before the first kernel
     builder, model = build_for_inference(args)

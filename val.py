@@ -8,9 +8,10 @@ The config's ``test_config`` (``is_slide``, ``crop_size``, ``stride``,
 flag given (``--is_slide``, ``--crop_size``, ...) overrides it.
 
 The exported model instead (``export.py``): ``--engine inference`` (Paddle
-Inference, oneDNN on the CPU unless ``--enable_mkldnn false``) or ``--engine
-onnx`` (ONNX Runtime), ``--model_path`` the export's folder; the metrics are
-computed the same way.
+Inference, oneDNN on the CPU unless ``--enable_mkldnn false``), ``--engine
+onnx`` (ONNX Runtime) or ``--engine openvino`` (OpenVINO Runtime; with
+``--precision bf16`` on a CPU with AMX-BF16 or AVX512-BF16), ``--model_path``
+the export's folder; the metrics are computed the same way.
 
 Several processes: ``python -m paddle.distributed.launch val.py ...``; each
 evaluates its own share of the images (each image once) and rank 0 prints
@@ -32,13 +33,13 @@ def parse_args(argv=None):
     add_common_args(p)
     p.add_argument('--model_path', required=True,
                    help='Weights: model.pdparams (or .safetensors); with --engine '
-                        'inference|onnx, the folder export.py wrote.')
+                        'inference|onnx|openvino, the folder export.py wrote.')
     p.add_argument('--num_workers', type=int, default=0)
     p.add_argument('--aug_eval', action='store_true',
                    help='Multi-scale / flip evaluation (see --scales, --flip_*).')
     add_inference_args(p)
     add_engine_args(p)
-    add_precision_args(p)
+    add_precision_args(p, engines=True)
     p.add_argument('--save_json', default=None, metavar='FILE',
                    help='Also write the metrics as JSON.')
     p.add_argument('--save_cityscapes', default=None, metavar='DIR',
@@ -92,8 +93,8 @@ def main(argv=None):
 
 
 def run(args):
-    from paddleseg.cli.args import precision_of
     from paddleseg.cli.build import build_for_inference, eval_kwargs
+    from paddleseg.cli.engine_args import dygraph_precision
     from paddleseg.core import amp, evaluate_details
     from paddleseg.core.val import resolve_precision
     from paddleseg.utils.dist import init_distributed
@@ -104,7 +105,7 @@ def run(args):
     rank, _ = init_distributed()
     test_config = eval_kwargs(args, builder.config)
     if args.engine == 'dygraph':
-        precision = resolve_precision(precision_of(args), args.amp_level)
+        precision = resolve_precision(dygraph_precision(args), args.amp_level)
         # O2: fp16 weights, cast once (normalisation layers stay fp32)
         model, _ = amp.prepare(model, None, precision, args.amp_level)
     else:  # the exported program runs in the precision it was loaded with

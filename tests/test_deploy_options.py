@@ -56,7 +56,7 @@ def test_predictor_options_are_build_configs_arguments():
 
 
 BAD = [
-    (dict(engine='tensorrt'), "engine must be 'auto', 'inference' or 'onnx'"),
+    (dict(engine='tensorrt'), "engine must be 'auto', 'inference', 'onnx' or 'openvino'"),
     (dict(engine='dygraph'), "engine must be"),
     (dict(device='xpu:0', engine='inference'), '--engine inference runs on cpu or gpu, not xpu'),
     (dict(device='gpu:x'), 'device must be cpu or gpu'),
@@ -68,6 +68,9 @@ BAD = [
     (dict(precision='int8', device='gpu'), 'int8'),
     (dict(precision='int4', device='gpu'), 'precision must be one of'),
     (dict(precision='bf16', device='gpu', use_trt=True), "'bf16' has no TensorRT mode"),
+    (dict(precision='fp8'), 'precision must be one of'),
+    (dict(precision='bf16', engine='onnx'), '--precision bf16 on the CPU runs with --engine openvino'),
+    (dict(precision='int8'), 'an int8 model is an export of its own'),
     (dict(precision='fp16'), "precision 'fp16' needs use_gpu"),
     (dict(use_trt=True), 'use_trt.*use_gpu'),
     (dict(trt_use_static=True, device='gpu'), 'trt_use_static.*use_trt'),

@@ -102,15 +102,27 @@ def add_inference_args(parser):
                         help='Also average the vertically flipped image.')
 
 
-def add_precision_args(parser):
-    """--fp16, --precision fp32|fp16, --amp_level O1|O2 (as train.py's)."""
-    parser.add_argument('--fp16', action='store_true',
-                        help='Mixed precision (GPU); same as --precision fp16.')
-    parser.add_argument('--precision', choices=['fp32', 'fp16'], default='fp32',
-                        help='fp16 needs a GPU; elsewhere fp32 with a warning.')
-    parser.add_argument('--amp_level', choices=['O1', 'O2'], default='O1',
-                        help='With fp16: O1 casts op by op, O2 casts the '
-                             'whole model to fp16 (except normalisation).')
+def add_precision_args(parser, engines=False, amp=True):
+    """--precision fp32|fp16, with ``amp`` also --fp16 and --amp_level O1|O2
+    (as train.py's); with ``engines`` (the scripts that have ``--engine``)
+    --precision also takes bf16 (the precisions of
+    :data:`paddleseg.deploy.PRECISIONS`, whose rules
+    :class:`~paddleseg.deploy.DeployOptions` checks)."""
+    if amp:
+        parser.add_argument('--fp16', action='store_true',
+                            help='Mixed precision (GPU); same as --precision fp16.')
+    helps = 'fp16 needs a GPU; elsewhere fp32 with a warning.'
+    choices = ['fp32', 'fp16']
+    if engines:
+        from paddleseg.deploy.options import PRECISIONS
+        choices = list(PRECISIONS)
+        helps += (' bf16: --engine openvino on a CPU with AMX-BF16 or AVX512-BF16 '
+                  '(refused on another CPU). Default: fp32.')
+    parser.add_argument('--precision', choices=choices, default='fp32', help=helps)
+    if amp:
+        parser.add_argument('--amp_level', choices=['O1', 'O2'], default='O1',
+                            help='With fp16: O1 casts op by op, O2 casts the '
+                                 'whole model to fp16 (except normalisation).')
 
 
 def precision_of(args):

@@ -17,18 +17,21 @@ from paddleseg.cli.args import precision_of, str2bool
 from paddleseg.deploy.options import ENGINES, PRECISIONS
 from paddleseg.errors import DeployError
 
-__all__ = ['add_engine_args', 'add_trt_args', 'deploy_options', 'load_exported',
-           'trt_options']
+__all__ = ['add_engine_args', 'add_trt_args', 'deploy_options', 'dygraph_precision',
+           'load_exported', 'trt_options']
 
 
 def add_engine_args(parser):
-    """--engine dygraph|inference|onnx and --enable_mkldnn (val.py, predict.py)."""
+    """--engine dygraph|inference|onnx|openvino and --enable_mkldnn (val.py,
+    predict.py); --precision is :func:`~paddleseg.cli.args.add_precision_args`'s."""
     parser.add_argument('--engine', choices=list(ENGINES), default='dygraph',
                         help='dygraph: the model of --config with the weights of '
-                             '--model_path; inference (Paddle Inference) or onnx '
-                             '(ONNX Runtime): the exported model of the folder '
-                             '--model_path (export.py --format paddle_legacy|paddle, '
-                             'or onnx). Default: dygraph.')
+                             '--model_path; inference (Paddle Inference), onnx '
+                             '(ONNX Runtime) or openvino (OpenVINO Runtime, CPU; '
+                             '--precision fp32|bf16): the exported model of the '
+                             'folder --model_path (export.py --format '
+                             'paddle_legacy|paddle for inference, onnx for onnx '
+                             'and openvino). Default: dygraph.')
     parser.add_argument('--enable_mkldnn', type=str2bool, default=True,
                         metavar='true|false',
                         help='oneDNN kernels of --engine inference on the CPU '
@@ -100,11 +103,23 @@ def trt_options(args):
     return precision, fields
 
 
+def dygraph_precision(args):
+    """The precision of ``--precision`` / ``--fp16`` for ``--engine
+    dygraph``; bf16 is refused there with the one line of
+    :func:`paddleseg.deploy.options.check_bf16`."""
+    precision = precision_of(args)
+    if precision == 'bf16':
+        from paddleseg.deploy.options import check_bf16
+        check_bf16('dygraph')
+    return precision
+
+
 def deploy_options(args, cpu_threads=None):
     """The :class:`~paddleseg.deploy.DeployOptions` of ``--engine``,
     ``--enable_mkldnn``, ``--precision`` / ``--fp16`` and the TensorRT flags
     (:func:`trt_options`) on the device set (``paddle.get_device()``) with
-    ``cpu_threads``; fp16 on the CPU runs fp32 with a warning."""
+    ``cpu_threads``; fp16 on the CPU runs fp32 with a warning, bf16 where it
+    cannot run is refused (:class:`~paddleseg.deploy.DeployOptions`)."""
     import paddle
     from paddleseg.deploy import DeployOptions
     precision, trt = trt_options(args)

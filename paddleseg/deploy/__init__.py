@@ -19,6 +19,8 @@ it). Its modules, each owning one thing:
   the passes before a TensorRT predictor (shape-range collection, int8
   calibration).
 * :mod:`~paddleseg.deploy.onnx_runtime`: :func:`create_onnx_session`.
+* :mod:`~paddleseg.deploy.openvino_runtime`: :func:`create_openvino_model`
+  (OpenVINO Runtime on an ONNX export, fp32 or bf16).
 * :mod:`~paddleseg.deploy.engine`: :func:`load_engine`, :class:`EngineModel`.
 
 User errors raise :class:`~paddleseg.errors.DeployError` (a ConfigError and
@@ -40,13 +42,15 @@ from paddleseg.deploy.deploy_file import (DEFAULT_FORMAT, EXPORT_INPUT_NAME, FOR
 from paddleseg.deploy.engine import EngineModel, load_engine, open_engine
 from paddleseg.deploy.exporter import export
 from paddleseg.deploy.onnx_runtime import create_onnx_session
+from paddleseg.deploy.openvino_runtime import create_openvino_model
 from paddleseg.deploy.options import ENGINES, PRECISIONS, DeployOptions
 from paddleseg.deploy.paddle_inference import build_config, create_predictor, run_predictor
 from paddleseg.errors import DeployError
 
 __all__ = ['export', 'load_engine', 'open_engine', 'load_deploy', 'DeployOptions',
            'EngineModel', 'DeployError', 'build_config', 'create_predictor',
-           'run_predictor', 'create_onnx_session', 'FORMATS', 'DEFAULT_FORMAT',
+           'run_predictor', 'create_onnx_session', 'create_openvino_model',
+           'FORMATS', 'DEFAULT_FORMAT',
            'OUTPUT_OPS', 'ENGINES', 'PRECISIONS', 'ONNX_OPSET', 'EXPORT_INPUT_NAME',
            'ExportedModel', 'check_format', 'deploy_format', 'parse_input_shape',
            'program_input_name']

@@ -1,10 +1,11 @@
 """Running an export: :func:`load_engine` and :class:`EngineModel`.
 
-Owns picking the runtime of an export (Paddle Inference or ONNX Runtime,
-:func:`open_engine`), the callable :func:`load_engine` returns, and
-:class:`EngineModel`, what ``val.py`` and ``predict.py`` run with
-``--engine inference`` (Paddle Inference) or ``--engine onnx`` (ONNX
-Runtime): the folder ``export.py`` wrote behind the call the evaluation and
+Owns picking the runtime of an export (Paddle Inference, ONNX Runtime or
+OpenVINO Runtime, :func:`open_engine`), the callable :func:`load_engine`
+returns, and :class:`EngineModel`, what ``val.py`` and ``predict.py`` run
+with ``--engine inference`` (Paddle Inference), ``--engine onnx`` (ONNX
+Runtime) or ``--engine openvino`` (OpenVINO Runtime, fp32 or bf16): the
+folder ``export.py`` wrote behind the call the evaluation and
 prediction loops make of a model (``model(images)[0]``), so sharding,
 metrics, writers and outputs are the same code for every engine.
 
@@ -25,10 +26,14 @@ import os
 import numpy as np
 import paddle
 
-from paddleseg.deploy import onnx_runtime, paddle_inference
+from paddleseg.deploy import onnx_runtime, openvino_runtime, paddle_inference
 from paddleseg.deploy.deploy_file import deploy_format, load_deploy, read_export
-from paddleseg.deploy.options import DeployOptions, engine_for_format
+from paddleseg.deploy.options import CPU_ENGINES, DeployOptions, engine_for_format
 from paddleseg.errors import DeployError
+
+_ENGINE_KWARGS = {'onnx': set(), 'openvino': {'precision'}}
+"""The keyword arguments of :func:`load_engine` beyond its own that the CPU
+engines take."""
 
 
 def load_engine(model_dir, engine='auto', use_gpu=False, use_onednn=False,
@@ -38,19 +43,22 @@ def load_engine(model_dir, engine='auto', use_gpu=False, use_onednn=False,
     Args:
         model_dir (str): The folder :func:`~paddleseg.deploy.export` wrote.
         engine (str, optional): 'inference' (Paddle Inference), 'onnx'
-            (ONNX Runtime) or 'auto' (ONNX Runtime for an ONNX export,
-            Paddle Inference otherwise). Default: 'auto'.
+            (ONNX Runtime), 'openvino' (OpenVINO Runtime; ONNX exports) or
+            'auto' (ONNX Runtime for an ONNX export, Paddle Inference
+            otherwise). Default: 'auto'.
         use_gpu, use_onednn, cpu_threads: Of Paddle Inference (see
             :func:`~paddleseg.deploy.build_config`); ``cpu_threads`` also of
-            ONNX Runtime.
+            ONNX Runtime and OpenVINO.
         **predictor_options: The keyword-only arguments of
             :func:`~paddleseg.deploy.build_config` (GPU precision, TensorRT,
-            ...), for the 'inference' engine only.
+            ...), for the 'inference' engine; 'openvino' takes
+            ``precision`` ('fp32' or 'bf16') alone.
 
     Raises:
         DeployError: (a ValueError) an engine that cannot run this export's
-            format, Paddle Inference options for 'onnx', a bad option
-            (:class:`~paddleseg.deploy.DeployOptions`).
+            format, Paddle Inference options for 'onnx' or 'openvino', a bad
+            option (:class:`~paddleseg.deploy.DeployOptions`; bf16 on a CPU
+            without bf16 instructions).
 
     Returns:
         callable: ``images`` (``float32 [N, 3, H, W]`` numpy, normalised as
@@ -61,9 +69,10 @@ def load_engine(model_dir, engine='auto', use_gpu=False, use_onednn=False,
     """
     deploy = load_deploy(model_dir)
     engine = engine_for_format(engine, deploy_format(deploy), model_dir)
-    if engine == 'onnx' and predictor_options:
-        raise DeployError('engine onnx (ONNX Runtime on the CPU) takes no Paddle '
-                          'Inference options, got {}'.format(sorted(predictor_options)))
+    foreign = sorted(set(predictor_options) - _ENGINE_KWARGS.get(engine, set()))
+    if engine in _ENGINE_KWARGS and foreign:
+        raise DeployError('engine {} ({}) takes no Paddle Inference options, got '
+                          '{}'.format(engine, CPU_ENGINES[engine], foreign))
     options = DeployOptions.from_predictor_args(engine, use_gpu, use_onednn, cpu_threads,
                                                 **predictor_options)
     return open_engine(model_dir, options, deploy)
@@ -78,6 +87,9 @@ def open_engine(model_dir, options, deploy=None):
     if engine == 'onnx':
         run = onnx_runtime.onnx_runner(
             onnx_runtime.create_onnx_session(model_dir, options.cpu_threads))
+    elif engine == 'openvino':
+        run = openvino_runtime.openvino_runner(model_dir, options.cpu_threads,
+                                               options.precision)
     else:
         predictor = paddle_inference.create_predictor(
             model_dir, options.use_gpu, options.use_onednn, options.cpu_threads,
@@ -96,14 +108,16 @@ class EngineModel:
 
     Args:
         model_dir (str): The folder export.py wrote (with ``deploy.yaml``).
-        engine (str): 'inference' or 'onnx' (or 'auto': by the format).
+        engine (str): 'inference', 'onnx' or 'openvino' (or 'auto': by the
+            format).
         device (str, optional): ``cpu`` or ``gpu[:id]`` (Paddle Inference
             only). Default: 'cpu'.
         cpu_threads (int, optional): CPU math threads. Default: the engine's.
         use_onednn (bool, optional): oneDNN kernels of Paddle Inference on
             the CPU. Default: True.
-        precision (str, optional): 'fp32', or 'fp16' (Paddle Inference on a
-            GPU; elsewhere fp32 with a warning). Default: 'fp32'.
+        precision (str, optional): 'fp32', 'fp16' (Paddle Inference on a
+            GPU; elsewhere fp32 with a warning) or 'bf16' (OpenVINO on a CPU
+            with AMX-BF16 or AVX512-BF16; refused elsewhere). Default: 'fp32'.
         num_classes (int, optional): For palettes and checks; the exported
             program does not record it. Default: None.
 
@@ -141,7 +155,7 @@ class EngineModel:
         deploy = read_export(model_dir, options.engine)
         try:
             self.run = open_engine(model_dir, options, deploy)
-        except ImportError as exc:  # the optional ONNX packages
+        except ImportError as exc:  # the optional packages (ONNX, OpenVINO)
             raise DeployError(str(exc)) from None
         self.options = dataclasses.replace(options, engine=self.run.engine)
         self.engine = self.run.engine

@@ -3,9 +3,10 @@
 Owns the deployment options (engine, device, precision, CPU threads, oneDNN,
 the GPU memory pool and the TensorRT settings), their defaults and every
 check of them on their own, the engine vocabulary (:data:`ENGINES`), the
-rule of which engine runs which export format (:func:`engine_for_format`)
-and the fp16-on-a-CPU fallback of ``val.py`` / ``predict.py``. Checks that
-need the export itself (the TensorRT shape range against its input) are
+rule of which engine runs which export format (:func:`engine_for_format`),
+the fp16-on-a-CPU fallback of ``val.py`` / ``predict.py`` and the refusal
+of bf16 but by OpenVINO on a CPU with bf16 instructions
+(:func:`check_bf16`). Checks that need the export itself (the TensorRT shape range against its input) are
 :mod:`paddleseg.deploy.paddle_inference`'s.
 
 Every bad value raises one :class:`~paddleseg.errors.DeployError` line
@@ -19,17 +20,26 @@ from typing import Optional
 import numpy as np
 
 from paddleseg.errors import ConfigError, DeployError
-from paddleseg.utils import logger
-from paddleseg.utils import dist
+from paddleseg.utils import cpu, dist, logger
 from paddleseg.utils.dist import device_kind
 
-ENGINES = ('dygraph', 'inference', 'onnx')
-"""The ``--engine`` values of val.py / predict.py; the last two run an
-export (Paddle Inference, ONNX Runtime)."""
+ENGINES = ('dygraph', 'inference', 'onnx', 'openvino')
+"""The ``--engine`` values of val.py / predict.py; all but dygraph run an
+export (Paddle Inference, ONNX Runtime, OpenVINO Runtime)."""
+
+ENGINE_FORMATS = {'inference': ('paddle_legacy', 'paddle'), 'onnx': ('onnx',),
+                  'openvino': ('onnx',)}
+"""The export formats each engine runs (the first: the one to export)."""
+
+CPU_ENGINES = {'onnx': "ONNX Runtime's CPU provider",
+               'openvino': "OpenVINO's CPU plugin"}
+"""The engines that run on the CPU only, and what of theirs runs."""
 
 PRECISIONS = ('fp32', 'fp16', 'bf16', 'int8')
-"""The precisions of ``--precision``; which engine and device runs each:
-:data:`GPU_PRECISIONS` on a GPU."""
+"""The precisions of ``--precision``. fp32: every engine. On the CPU, bf16
+is OpenVINO's on a CPU with AMX-BF16 or AVX512-BF16 (:func:`check_bf16`);
+an int8 model is an export of its own (``export.py --quantize int8``), run
+with fp32. On a GPU (Paddle Inference): :data:`GPU_PRECISIONS`."""
 
 GPU_PRECISIONS = {'fp32': ('gpu', 'tensorrt'), 'fp16': ('gpu', 'tensorrt'),
                   'bf16': ('gpu',), 'int8': ('tensorrt',)}
@@ -65,29 +75,31 @@ def _parse_device(device):
 
 def engine_for_format(engine, fmt, model_dir):
     """The engine that runs an export of format ``fmt`` in ``model_dir``:
-    ``engine`` itself, or for 'auto' ONNX Runtime ('onnx') for an ONNX
-    export and Paddle Inference ('inference') otherwise.
+    ``engine`` itself (:data:`ENGINE_FORMATS`), or for 'auto' ONNX Runtime
+    ('onnx') for an ONNX export and Paddle Inference ('inference')
+    otherwise.
 
     Raises:
-        DeployError: ``engine`` is none of 'auto', 'inference', 'onnx', or
-            cannot run this format (the message names ``--format``).
+        DeployError: ``engine`` is none of 'auto' and :data:`ENGINES` but
+            dygraph, or cannot run this format (the message names
+            ``--format``).
     """
     _check_engine(engine)
     if engine == 'auto':
         return 'onnx' if fmt == 'onnx' else 'inference'
-    if (fmt == 'onnx') != (engine == 'onnx'):
+    formats = ENGINE_FORMATS[engine]
+    if fmt not in formats:
         raise DeployError('{}: holds a {} export; --engine {} runs {} (export with '
-                          '--format {})'.format(
-                              model_dir, fmt, engine,
-                              'onnx' if engine == 'onnx' else 'paddle_legacy or paddle',
-                              'onnx' if engine == 'onnx' else 'paddle_legacy'))
+                          '--format {})'.format(model_dir, fmt, engine,
+                                                ' or '.join(formats), formats[0]))
     return engine
 
 
 def _check_engine(engine):
-    if engine not in ('auto',) + ENGINES[1:]:
-        raise DeployError("engine must be 'auto', 'inference' or 'onnx', got "
-                          "{!r}".format(engine))
+    if engine not in ('auto',) + tuple(ENGINE_FORMATS):
+        names = ["'{}'".format(e) for e in ('auto',) + tuple(ENGINE_FORMATS)]
+        raise DeployError('engine must be {} or {}, got {!r}'.format(
+            ', '.join(names[:-1]), names[-1], engine))
 
 
 def _check_trt_shape_spec(spec):
@@ -131,14 +143,16 @@ class DeployOptions:
 
     Args:
         engine (str): 'inference' (Paddle Inference), 'onnx' (ONNX Runtime,
-            CPU only) or 'auto' (by the export's format,
-            :func:`engine_for_format`). Default: 'auto'.
+            CPU only), 'openvino' (OpenVINO Runtime, CPU only) or 'auto' (by
+            the export's format, :func:`engine_for_format`). Default: 'auto'.
         device (str): 'cpu', 'gpu' or 'gpu:<id>' (kept as 'cpu' or
             'gpu:<id>'). Default: 'cpu'.
         precision (str): One of :data:`PRECISIONS`. On a GPU (Paddle
             Inference) as :data:`GPU_PRECISIONS` says: fp32, fp16 and bf16
             without TensorRT, fp32, fp16 and int8 (calibrated) with it. On
-            the CPU fp32 only. Default: 'fp32'.
+            the CPU fp32, and bf16 with engine 'openvino' on a CPU with
+            AMX-BF16 or AVX512-BF16 (an int8 export runs with fp32).
+            Default: 'fp32'.
         cpu_threads (int, optional): CPU math threads (>= 0; None or 0:
             the engine's default). Default: None.
         use_onednn (bool): oneDNN kernels of Paddle Inference on the CPU.
@@ -191,10 +205,10 @@ class DeployOptions:
         if kind not in ('cpu', 'gpu'):
             raise DeployError('--engine {} runs on cpu or gpu, not {}'.format(
                 self.engine, kind))
-        if self.engine == 'onnx' and kind != 'cpu':
-            raise DeployError("--engine onnx runs on the CPU (ONNX Runtime's CPU "
-                              "provider): use --device cpu, or --engine inference "
-                              "on the GPU")
+        if self.engine in CPU_ENGINES and kind != 'cpu':
+            raise DeployError('--engine {} runs on the CPU ({}): use --device cpu, '
+                              'or --engine inference on the GPU'.format(
+                                  self.engine, CPU_ENGINES[self.engine]))
         index = int_option('device_id', index, 0)
         self._set('device', 'gpu:{}'.format(index) if kind == 'gpu' else 'cpu')
         for name, minimum in (('gpu_mem_mb', 1), ('trt_min_subgraph_size', 1),
@@ -233,10 +247,12 @@ class DeployOptions:
                               "exported model runs in fp32)")
         if self.use_gpu:
             _check_gpu_precision(self.precision, self.use_trt)
+        elif self.precision == 'bf16':
+            check_bf16(self.engine)
         elif self.precision != 'fp32':
-            raise DeployError("precision {!r} of Paddle Inference needs use_gpu=True "
-                              "(on the CPU the exported model runs in fp32)".format(
-                                  self.precision))
+            raise DeployError("precision {!r} on the CPU: an int8 model is an export of its "
+                              "own (export.py --format onnx --quantize int8), run with "
+                              "precision 'fp32'".format(self.precision))
 
     @property
     def use_gpu(self):
@@ -299,6 +315,21 @@ def _check_gpu_precision(precision, use_trt):
                           "it".format(precision, precision))
     raise DeployError("precision {!r} on the GPU is TensorRT's (a calibrated int8 "
                       "engine): add use_trt=True (--use_trt)".format(precision))
+
+
+def check_bf16(engine):
+    """bf16 is OpenVINO's (``engine`` 'openvino'), on a CPU with bf16
+    instructions (:func:`paddleseg.utils.cpu.bf16_isa`); for another engine
+    (dygraph included) or CPU, one DeployError line saying so and what to
+    run instead."""
+    if engine != 'openvino':
+        raise DeployError('--precision bf16 on the CPU runs with --engine openvino '
+                          '(OpenVINO); --engine {} runs fp32 here: use --precision '
+                          'fp32'.format(engine))
+    if cpu.bf16_isa() is None:
+        raise DeployError('--precision bf16: {} has neither AMX-BF16 nor AVX512-BF16, '
+                          'so OpenVINO would compute in fp32: use --precision fp32'
+                          .format(cpu.cpu_model()))
 
 
 def _fp16_off_gpu(precision, device):

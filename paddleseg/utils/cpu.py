@@ -1,0 +1,73 @@
+"""What this CPU can compute: its bf16 instructions.
+
+Owns :func:`bf16_isa`, the one capability check behind ``--precision
+bf16`` (:mod:`paddleseg.deploy.options` asks it; tests replace it to
+simulate a CPU without bf16), and :func:`cpu_flags` / :func:`cpu_model`,
+read from ``/proc/cpuinfo`` (Linux; elsewhere empty).
+"""
+
+import functools
+
+BF16_FLAGS = (('amx_bf16', 'AMX-BF16'), ('avx512_bf16', 'AVX512-BF16'))
+"""The ``/proc/cpuinfo`` flags of bf16 instructions (best first) and their
+names."""
+
+CPUINFO = '/proc/cpuinfo'
+
+
+def _cpuinfo_field(name, path=None):
+    """The value of the first ``name : value`` line of ``path`` (default
+    :data:`CPUINFO`; '' when there is none or the file is unreadable)."""
+    try:
+        with open(path or CPUINFO) as f:
+            for line in f:
+                key, sep, value = line.partition(':')
+                if sep and key.strip() == name:
+                    return value.strip()
+    except OSError:
+        pass
+    return ''
+
+
+def cpu_flags(path=None):
+    """The instruction-set flags of the first CPU (a set of str; empty
+    where ``/proc/cpuinfo`` is missing)."""
+    return set(_cpuinfo_field('flags', path).split())
+
+
+def cpu_model(path=None):
+    """The CPU's model name ('this CPU' when unknown)."""
+    return _cpuinfo_field('model name', path) or 'this CPU'
+
+
+def _openvino_has_bf16():
+    """OpenVINO's own answer (its CPU plugin lists 'BF16' among its
+    OPTIMIZATION_CAPABILITIES when it will compute in bf16), or None
+    without OpenVINO."""
+    try:
+        import openvino
+    except ImportError:
+        return None
+    try:
+        caps = openvino.Core().get_property('CPU', 'OPTIMIZATION_CAPABILITIES')
+    except Exception:  # no CPU plugin: ask the flags
+        return None
+    return 'BF16' in caps
+
+
+@functools.lru_cache(maxsize=None)
+def bf16_isa():
+    """The bf16 instructions this CPU has, by name ('AMX-BF16',
+    'AVX512-BF16'), or None when it has none.
+
+    OpenVINO's answer decides when it is installed (it is the runtime that
+    will or will not compute in bf16); the name comes from
+    ``/proc/cpuinfo`` ('BF16' when the flags do not say). Without OpenVINO,
+    the flags decide.
+    """
+    flags = cpu_flags()
+    named = next((name for flag, name in BF16_FLAGS if flag in flags), None)
+    runtime = _openvino_has_bf16()
+    if runtime is None:
+        return named
+    return (named or 'BF16') if runtime else None
