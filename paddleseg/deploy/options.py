@@ -250,9 +250,10 @@ class DeployOptions:
         elif self.precision == 'bf16':
             check_bf16(self.engine)
         elif self.precision != 'fp32':
-            raise DeployError("precision {!r} on the CPU: an int8 model is an export of its "
-                              "own (export.py --format onnx --quantize int8), run with "
-                              "precision 'fp32'".format(self.precision))
+            raise DeployError("precision {!r} needs use_gpu=True (TensorRT); on the CPU an "
+                              "int8 model is an export of its own (export.py --format onnx "
+                              "--quantize int8), run with precision 'fp32'".format(
+                                  self.precision))
 
     @property
     def use_gpu(self):
