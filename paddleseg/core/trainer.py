@@ -24,14 +24,15 @@ import paddle
 from paddleseg.core import amp
 from paddleseg.core.checkpointer import Checkpointer
 from paddleseg.core.hooks import NanPolicyHook, default_hooks
+from paddleseg.core.loader import build_train_loader, to_device_batch, worker_death_message
 from paddleseg.core.optim_state import lr_scheduler_of
 from paddleseg.core.options import TrainOptions  # noqa: F401
-from paddleseg.core.sampler import (LOAD_ERROR, LOAD_TRACEBACK, ResumableBatchSampler,
-                                    SeededDataset, collate_batch, worker_init)
+from paddleseg.core.sampler import LOAD_ERROR, LOAD_TRACEBACK
 from paddleseg.core.state import TrainState
 from paddleseg.core.stop import StopSignals, TrainingInterrupted
 from paddleseg.errors import ConfigError, DatasetError
 from paddleseg.utils import dist
+from paddleseg.utils.env import local_process_count
 
 
 def compute_losses(logits_list, label, losses):
@@ -45,16 +46,26 @@ def compute_losses(logits_list, label, losses):
 
 
 def _endless(loader):
-    """The loader's batches, epoch after epoch; closing it shuts the current
-    epoch's loader iterator (and its worker processes) down."""
-    while True:
-        batches = iter(loader)
-        try:
-            yield from batches
-        finally:
-            shutdown = getattr(batches, '_try_shutdown_all', None)
-            if shutdown is not None:
-                shutdown()
+    """The loader's batches, epoch after epoch (with persistent workers, the
+    same worker processes every epoch); closing it shuts the loader
+    iterator (and its workers) down. A worker that died becomes a
+    ConfigError naming the shared-memory fix
+    (:func:`~paddleseg.core.loader.worker_death_message`)."""
+    batches = None
+    try:
+        while True:
+            try:
+                batches = iter(loader)
+                yield from batches
+            except (RuntimeError, SystemError) as exc:
+                message = worker_death_message(exc)
+                if message is None:
+                    raise
+                raise ConfigError(message) from exc
+    finally:
+        shutdown = getattr(batches, '_try_shutdown_all', None)
+        if shutdown is not None:
+            shutdown()
 
 
 class Trainer:
@@ -89,6 +100,7 @@ class Trainer:
             else lr_scheduler_of(optimizer)
         self.train_dataset, self.losses = train_dataset, losses
         self.watchdog = watchdog
+        self.normalize = None  # the loader's deferred Normalize (set by _loader)
         self.precision = opts.precision
         self.state = TrainState(rank=dist.rank(), nranks=dist.world_size(),
                                 seed=dist.shared_seed(opts.seed), signals=StopSignals())
@@ -132,15 +144,15 @@ class Trainer:
         return paddle.DataParallel(model)
 
     def _loader(self):
-        state = self.state
-        sampler = ResumableBatchSampler(
-            len(self.train_dataset), self.opts.batch_size, state.seed, state.rank,
-            state.nranks, shuffle=True, start_iter=state.start_iter)
-        return paddle.io.DataLoader(
-            SeededDataset(self.train_dataset), batch_sampler=sampler,
-            num_workers=self.opts.num_workers, return_list=True,
-            collate_fn=collate_batch, worker_init_fn=worker_init,
-            persistent_workers=False)
+        """The training DataLoader (:func:`paddleseg.core.loader.build_train_loader`:
+        compact uint8 batches when the dataset allows, persistent workers,
+        the shared-memory check); its deferred Normalize goes to
+        ``self.normalize`` for :func:`~paddleseg.core.loader.to_device_batch`."""
+        loader, self.normalize = build_train_loader(
+            self.train_dataset, self.opts.batch_size, self.opts.num_workers, self.state,
+            processes=min(local_process_count(), self.state.nranks),
+            agree=dist.max_over_ranks)
+        return loader
 
     # -- the loop ----------------------------------------------------------
     def run(self):
@@ -169,7 +181,7 @@ class Trainer:
             guard = self.watchdog.guard('iter {}'.format(state.iteration)) if self.watchdog \
                 else contextlib.nullcontext()
             with guard:
-                batch = self._next_batch(batches)
+                batch = to_device_batch(self._next_batch(batches), self.normalize)
                 reader_cost = time.time() - tic
                 load_error = batch.get(LOAD_ERROR)
                 failed, stop = dist.max_over_ranks(
