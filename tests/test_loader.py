@@ -250,3 +250,56 @@ def test_persistent_workers_serve_every_epoch_in_order(tiny_root, monkeypatch):
     want = [next(batches)['index'].numpy().reshape(-1).tolist() for _ in range(6)]
     batches.close()
     assert [b['index'].numpy().reshape(-1).tolist() for b in got] == want
+
+
+class _Pixelwise(paddle.nn.Layer):
+    """A 1x1 convolution to the 19 classes, with BatchNorm."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = paddle.nn.Conv2D(3, 19, 1)
+        self.bn = paddle.nn.BatchNorm2D(19)
+
+    def forward(self, x):
+        return [self.bn(self.conv(x))]
+
+
+def _run(root, save_dir, workers, iters, resume=None, crop=(64, 48)):
+    """Train the 1x1 model on the tiny Cityscapes (4 images, batch 2: 2
+    iterations an epoch); return its weights."""
+    from paddleseg.core import train
+    from paddleseg.models.losses import CrossEntropyLoss
+    paddle.seed(0)
+    model = _Pixelwise()
+    optimizer = paddle.optimizer.Momentum(learning_rate=0.1, parameters=model.parameters())
+    dataset = Cityscapes([ResizeStepScaling(0.5, 1.0, 0.25), RandomPaddingCrop(crop),
+                          RandomHorizontalFlip(), Normalize()], root)
+    train(model, dataset, losses={'types': [CrossEntropyLoss()], 'coef': [1.0]},
+          optimizer=optimizer, iters=iters, batch_size=2, save_dir=str(save_dir),
+          save_interval=3, num_workers=workers, seed=4, resume_model=resume)
+    return {k: v.numpy().copy() for k, v in model.state_dict().items()}
+
+
+def test_runs_with_persistent_workers_and_resumed_ones_match_one_without(tiny_root, tmp_path):
+    """Three epochs with two persistent workers give the weights of a run
+    without workers; so does one resumed at iteration 3 (mid-epoch)."""
+    plain = _run(tiny_root, tmp_path / 'plain', 0, 6)
+    workers = _run(tiny_root, tmp_path / 'workers', 2, 6)
+    resumed = _run(tiny_root, tmp_path / 'workers', 2, 6, resume=str(tmp_path / 'workers' /
+                                                                     'iter_3'))
+    for name, value in plain.items():
+        assert np.array_equal(workers[name], value), name
+        assert np.array_equal(resumed[name], value), name
+    assert not np.array_equal(plain['conv.weight'], _run(tiny_root, tmp_path / 'short', 0, 5)
+                              ['conv.weight'])
+
+
+def test_training_on_compact_batches_equals_training_on_float_batches(tiny_root, tmp_path,
+                                                                     monkeypatch):
+    """Without padding (crop 64x32 inside every scaled 64x128 image) the
+    device-normalised uint8 batches train exactly as the float ones."""
+    compact = _run(tiny_root, tmp_path / 'compact', 0, 3, crop=(64, 32))
+    monkeypatch.setattr(loader_mod, 'compact_dataset', lambda dataset: (dataset, None))
+    floats = _run(tiny_root, tmp_path / 'float', 0, 3, crop=(64, 32))
+    for name, value in floats.items():
+        assert np.array_equal(compact[name], value), name
