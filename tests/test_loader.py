@@ -147,11 +147,11 @@ def test_shm_need_and_the_one_line_refusal():
     assert '\n' not in line
     assert line.startswith('/dev/shm has 64 MB free but the training data loader needs '
                            'about 1088 MB (4 processes x 34 batches of 8.0 MB in flight '
-                           'with --num_workers 16): pass --num_workers 0 or less')
+                           'with --num_workers 16): pass --num_workers 0')
     assert 'docker run --shm-size=' in line
     # 1 GB free: (1024 - 2 x 8 x 4) / (2 x 8 x 4) = 15 workers fit
     line = shm_shortage(8 * MB, 16, processes=4, statvfs=_statvfs(1024 * MB))
-    assert 'pass --num_workers 15 or less' in line
+    assert 'pass --num_workers 15 or fewer' in line
     assert shm_needed(8 * MB, 15, processes=4) <= 1024 * MB < shm_needed(8 * MB, 16, 4)
     assert shm_shortage(8 * MB, 15, processes=4, statvfs=_statvfs(1024 * MB)) is None
     assert shm_shortage(8 * MB, 0, statvfs=_statvfs(0)) is None  # no workers, no shm
@@ -167,7 +167,7 @@ def test_the_loader_refuses_to_start_workers_without_room(tiny_root, monkeypatch
     # one batch of 2: 2 x (3 + 1) x 32 x 64 = 16 KB; 6 in flight with 2 workers
     with pytest.raises(ConfigError, match=r'^/dev/shm has 0 MB free .* 6 batches of 0\.0 MB '
                                           r'in flight with --num_workers 2\): pass '
-                                          r'--num_workers 0 or less'):
+                                          r'--num_workers 0'):
         build_train_loader(dataset, 2, 2, _state())
     agreed = []
     with pytest.raises(ConfigError, match='another training process'):

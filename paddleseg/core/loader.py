@@ -150,11 +150,11 @@ def shm_shortage(batch_bytes, num_workers, processes=1, path=SHM_PATH,
     fit = max(0, int((free - 2 * batch_bytes * processes) // per_worker)) if per_worker else 0
     return ('{} has {:.0f} MB free but the training data loader needs about {:.0f} MB '
             '({} process{} x {} batches of {:.1f} MB in flight with --num_workers {}): '
-            'pass --num_workers {} or less, or give the container more shared memory '
+            'pass --num_workers {}{}, or give the container more shared memory '
             '(docker run --shm-size=2g, or --ipc=host)'.format(
                 path, free / _MB, needed / _MB, processes, 'es' if processes > 1 else '',
                 batches_in_flight(num_workers, prefetch_factor), batch_bytes / _MB,
-                num_workers, fit))
+                num_workers, fit, ' or fewer' if fit else ''))
 
 
 def worker_death_message(exc):
