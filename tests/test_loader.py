@@ -195,13 +195,17 @@ def test_train_py_stops_with_one_line_when_shm_is_short(tiny_root, tmp_path, mon
     assert '--num_workers 4)' in err[-1] and '--shm-size' in err[-1]
 
 
-def test_paddles_worker_death_becomes_the_shm_hint():
-    exc = RuntimeError('DataLoader process (pid 77) exited unexpectedly with code 1. Error '
-                       'detailed are lost due to multiprocessing.\nRerunning with: ...')
-    line = worker_death_message(exc)
-    assert line.startswith('a training data loader worker died (DataLoader process (pid 77) '
-                           'exited unexpectedly with code 1.')
-    assert '--num_workers' in line and '--shm-size' in line and '\n' not in line
+def test_paddles_loader_failure_becomes_the_shm_hint():
+    exc = SystemError('(Fatal) Blocking queue is killed because the data reader raises an '
+                      'exception.\n  [Hint: Expected killed_ != true, ...]')
+    line = worker_death_message(exc, statvfs=_statvfs(3 * MB))
+    assert line == ('the training data loader stopped: (Fatal) Blocking queue is killed '
+                    'because the data reader raises an exception. If a worker died of a '
+                    '"BUS error" (shared memory ran out; /dev/shm has 3 MB free now), pass '
+                    'fewer --num_workers or give the container more shared memory (docker '
+                    'run --shm-size=2g, or --ipc=host); otherwise see the error printed above')
+    exited = RuntimeError('DataLoader process (pid 77) exited unexpectedly with code 1.')
+    assert 'exited unexpectedly with code 1.' in worker_death_message(exited)
     assert worker_death_message(ValueError('bad transform')) is None
 
 
@@ -217,7 +221,7 @@ class _Dying:
 
 
 def test_endless_maps_a_dead_worker_to_a_config_error():
-    with pytest.raises(ConfigError, match=r'worker died .*--shm-size'):
+    with pytest.raises(ConfigError, match=r'loader stopped: DataLoader process .*--shm-size'):
         batches = _endless(_Dying())
         assert next(batches) == {'img': 1}
         next(batches)
@@ -303,3 +307,29 @@ def test_training_on_compact_batches_equals_training_on_float_batches(tiny_root,
     floats = _run(tiny_root, tmp_path / 'float', 0, 3, crop=(64, 32))
     for name, value in floats.items():
         assert np.array_equal(compact[name], value), name
+
+
+class _BusError:
+    """Items whose worker process dies of SIGBUS at index 3, as a worker
+    writing into a full /dev/shm does."""
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, index):
+        import signal
+        if index == 3 and paddle.io.get_worker_info() is not None:
+            os.kill(os.getpid(), signal.SIGBUS)
+        return {'img': np.zeros((3, 8, 8), np.float32), 'label': np.zeros((8, 8), np.int64)}
+
+
+def test_a_worker_dying_of_a_bus_error_stops_training_with_the_fix(tmp_path, capfd):
+    from paddleseg.core import train
+    from paddleseg.models.losses import CrossEntropyLoss
+    model = _Pixelwise()
+    with pytest.raises(ConfigError, match=r'^the training data loader stopped: .*Blocking queue '
+                                          r'is killed.* pass fewer --num_workers .*--shm-size'):
+        train(model, _BusError(), losses={'types': [CrossEntropyLoss()], 'coef': [1.0]},
+              optimizer=paddle.optimizer.SGD(learning_rate=0.1, parameters=model.parameters()),
+              iters=8, batch_size=1, save_dir=str(tmp_path), num_workers=1, seed=1)
+    assert 'Unexpected BUS error encountered in DataLoader worker' in capfd.readouterr().err

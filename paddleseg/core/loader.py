@@ -24,7 +24,10 @@ of the machine shares the one ``/dev/shm`` (Docker gives a container 64 MB
 unless started with ``--shm-size`` or ``--ipc=host``). :func:`shm_shortage`
 compares that with the free space and says, in one line, what to change;
 the trainer raises it as a :class:`~paddleseg.errors.ConfigError` before any
-worker starts (``train.py`` prints it and exits with status 2).
+worker starts (``train.py`` prints it and exits with status 2). When a
+worker dies later all paddle says in the training process is that its
+queue was killed; :func:`worker_death_message` turns that into one line
+with the same fix (the trainer's ``_endless``).
 """
 
 import os
@@ -157,16 +160,24 @@ def shm_shortage(batch_bytes, num_workers, processes=1, path=SHM_PATH,
                 num_workers, fit, ' or fewer' if fit else ''))
 
 
-def worker_death_message(exc):
-    """For paddle's error when a loader worker died (a bus error when
-    ``/dev/shm`` ran full, the OOM killer...): one line with its first
-    line and the shared-memory fix; None for other errors."""
-    text = str(exc)
-    if 'exited unexpectedly' not in text and 'BUS error' not in text:
+_LOADER_DIED = ('Blocking queue is killed', 'exited unexpectedly', 'BUS error')
+"""What paddle says when the loader's reader thread failed: a worker died
+(a bus error when ``/dev/shm`` ran full, the OOM killer) or raised."""
+
+
+def worker_death_message(exc, path=SHM_PATH, statvfs=None):
+    """For paddle's error when the training loader stopped because a worker
+    died or failed: one line with paddle's first line, the free shared
+    memory and the fix; None for other errors."""
+    text = str(exc).strip()
+    if not any(mark in text for mark in _LOADER_DIED):
         return None
-    return ('a training data loader worker died ({}); if shared memory ran out (a '
-            '"BUS error" above), pass fewer --num_workers or give the container more '
-            '(docker run --shm-size=2g, or --ipc=host)'.format(text.strip().splitlines()[0]))
+    free = shm_free(path, statvfs)
+    room = '' if free is None else '; {} has {:.0f} MB free now'.format(path, free / _MB)
+    return ('the training data loader stopped: {}. If a worker died of a "BUS error" '
+            '(shared memory ran out{}), pass fewer --num_workers or give the container more '
+            'shared memory (docker run --shm-size=2g, or --ipc=host); otherwise see the '
+            'error printed above'.format(text.splitlines()[0].rstrip('.'), room))
 
 
 def build_train_loader(dataset, batch_size, num_workers, state, processes=1, agree=None):
