@@ -333,3 +333,11 @@ def test_a_worker_dying_of_a_bus_error_stops_training_with_the_fix(tmp_path, cap
               optimizer=paddle.optimizer.SGD(learning_rate=0.1, parameters=model.parameters()),
               iters=8, batch_size=1, save_dir=str(tmp_path), num_workers=1, seed=1)
     assert 'Unexpected BUS error encountered in DataLoader worker' in capfd.readouterr().err
+
+
+def test_processes_sharing_the_machines_shm_come_from_the_launcher():
+    from paddleseg.utils.env import local_process_count
+    assert local_process_count({'PADDLE_LOCAL_SIZE': '4'}) == 4
+    assert local_process_count({}) == 1
+    assert local_process_count({'PADDLE_LOCAL_SIZE': 'x'}) == 1
+    assert local_process_count({'PADDLE_LOCAL_SIZE': '0'}) == 1

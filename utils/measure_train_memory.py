@@ -5,17 +5,18 @@ sizes, to extrapolate what a GPU needs at the training crop.
         --config configs/pointrendfpn/pointrend_resnet101_os8_cityscapes_512x1024_80k.yml \
         --sizes 128x256 256x512 512x1024
 
-For each ``HxW`` (batch 1) it builds the model in train mode (random
-weights: the pretrained download is skipped) and reads paddle's host
-allocator counters (``core.host_memory_stat_*_value('Allocated', 0)``,
-bytes in use, not what the allocator reserved):
+It builds the model in train mode (random weights: the pretrained download
+is skipped), runs one unmeasured step (which allocates the gradients), then
+for each ``HxW`` one step of ``--batch`` images (default 1): forward, the
+config's losses, backward. It reads paddle's host allocator counters
+(``core.host_memory_stat_*_value('Allocated', 0)``: bytes in use, not what
+the allocator reserved), all above what was in use before the step
+(parameters, buffers, gradients, printed apart):
 
-* ``params``: the model's parameters and buffers;
-* ``saved``: bytes still allocated after forward + loss (the tensors kept
-  for backward, the activations), minus ``params``;
-* ``fwd_peak`` / ``bwd_peak``: the allocator's peak during forward+loss and
-  during backward, minus ``params`` and the gradients (allocated by a
-  first, unmeasured step and printed apart).
+* ``saved``: still in use after forward + loss: the tensors kept for
+  backward (the activations);
+* ``fwd_peak`` / ``bwd_peak``: the peak during forward + loss, and during
+  backward.
 
 It prints one line per size and the least-squares fit ``a + b * pixels`` of
 ``saved`` and ``bwd_peak``, evaluated at ``--target`` (default
@@ -39,7 +40,7 @@ def parse_size(text):
     return int(h), int(w)
 
 
-def measure(model, losses, size):
+def measure(model, losses, size, batch=1):
     import paddle
     from paddle.base import core
 
@@ -49,8 +50,8 @@ def measure(model, losses, size):
         return core.host_memory_stat_current_value('Allocated', 0)
 
     h, w = size
-    img = paddle.randn([1, 3, h, w])
-    label = paddle.randint(0, 19, [1, h, w], dtype='int64')
+    img = paddle.randn([batch, 3, h, w])
+    label = paddle.randint(0, 19, [batch, h, w], dtype='int64')
     gc.collect()
     base = allocated()
     core.host_memory_stat_reset_peak_value('Allocated', 0)
@@ -83,6 +84,7 @@ def main(argv=None):
     p.add_argument('--config', required=True)
     p.add_argument('--sizes', nargs='+', default=['64x128', '128x256', '256x512'])
     p.add_argument('--target', default='4x512x1024', help='BATCHxHxW to extrapolate to.')
+    p.add_argument('--batch', type=int, default=1, help='Images per measured step.')
     args = p.parse_args(argv)
 
     import paddle
@@ -100,8 +102,8 @@ def main(argv=None):
     params = core.host_memory_stat_current_value('Allocated', 0) - before
     count = sum(int(q.numel()) for q in model.parameters())
     model.train()
-    print('config {}\nparameters {} ({:.1f} MB allocated with buffers)'.format(
-        args.config, count, params / 2 ** 20))
+    print('config {}\nparameters {} ({:.1f} MB allocated with buffers), batch {}'.format(
+        args.config, count, params / 2 ** 20, args.batch))
     # a first step allocates the gradients (kept, zeroed, from then on)
     before = core.host_memory_stat_current_value('Allocated', 0)
     measure(model, builder.loss, parse_size(args.sizes[0]))
@@ -110,8 +112,8 @@ def main(argv=None):
     rows = []
     for text in args.sizes:
         size = parse_size(text)
-        row = measure(model, builder.loss, size)
-        pixels = size[0] * size[1]
+        row = measure(model, builder.loss, size, args.batch)
+        pixels = args.batch * size[0] * size[1]
         rows.append((pixels, row))
         print('{:>9}  saved {:8.1f} MB  fwd_peak {:8.1f} MB  bwd_peak {:8.1f} MB  '
               '({:.0f} B/pixel saved, {:.1f} s)'.format(

@@ -209,7 +209,7 @@ def build_train_loader(dataset, batch_size, num_workers, state, processes=1, agr
             shortage = shm_shortage(nbytes * batch_size, num_workers, processes)
     short = agree([shortage is not None])[0] if agree is not None else shortage is not None
     if short:
-        raise ConfigError(shortage or 'another training process of this machine found '
+        raise ConfigError(shortage or 'another training process of the job found '
                           '{} too small for its data loader (see its log)'.format(SHM_PATH))
     loader = paddle.io.DataLoader(
         SeededDataset(dataset), batch_sampler=sampler,
