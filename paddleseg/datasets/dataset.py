@@ -220,8 +220,9 @@ class Dataset(paddle.io.Dataset):
             ``ignore_index`` does not fit ``uint8`` (``num_classes > 256``).
         """
         split = self.transforms.split_normalize()
+        ignore = self.ignore_index
         if (self.mode != 'train' or split is None or self.num_classes > 256
-                or not 0 <= self.ignore_index <= 255):
+                or not (isinstance(ignore, int) and 0 <= ignore <= 255)):
             return None
         view = copy.copy(self)
         view.transforms, normalize = split
