@@ -55,12 +55,20 @@ def test_device_normalize_gives_the_hand_computed_values():
 
 
 def test_device_normalize_equals_the_workers_uint8_normalize_bit_for_bit():
+    """Both ways: OpenCV's lookup (a CPU tensor) and paddle's gather (what
+    a GPU tensor takes, here on the CPU)."""
     rng = np.random.default_rng(0)
     hwc = rng.integers(0, 256, (2, 5, 7, 3), dtype=np.uint8)
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
     workers = np.stack([F.normalize(im, mean, std).transpose(2, 0, 1) for im in hwc])
-    device = DeviceNormalize(mean, std)(paddle.to_tensor(hwc.transpose(0, 3, 1, 2).copy()))
-    assert np.array_equal(device.numpy(), workers)
+    normalize = DeviceNormalize(mean, std)
+    img = paddle.to_tensor(hwc.transpose(0, 3, 1, 2).copy())
+    assert np.array_equal(normalize(img).numpy(), workers)
+    gathered = normalize._gathered(img)
+    assert gathered.dtype == paddle.float32 and np.array_equal(gathered.numpy(), workers)
+    gray = paddle.to_tensor(hwc[:, None, :, :, 0].copy())
+    np.testing.assert_array_equal(DeviceNormalize((0.5, ), (0.5, ))._gathered(gray).numpy(),
+                                  (hwc[:, None, :, :, 0] / np.float32(255) - 0.5) / 0.5)
 
 
 def _transforms(crop, distort):
@@ -195,7 +203,7 @@ def test_train_py_stops_with_one_line_when_shm_is_short(tiny_root, tmp_path, mon
     assert '--num_workers 4)' in err[-1] and '--shm-size' in err[-1]
 
 
-def test_paddles_loader_failure_becomes_the_shm_hint():
+def test_paddles_loader_failures_become_the_shm_hint():
     exc = SystemError('(Fatal) Blocking queue is killed because the data reader raises an '
                       'exception.\n  [Hint: Expected killed_ != true, ...]')
     line = worker_death_message(exc, statvfs=_statvfs(3 * MB))
@@ -204,27 +212,55 @@ def test_paddles_loader_failure_becomes_the_shm_hint():
                     '"BUS error" (shared memory ran out; /dev/shm has 3 MB free now), pass '
                     'fewer --num_workers or give the container more shared memory (docker '
                     'run --shm-size=2g, or --ipc=host); otherwise see the error printed above')
+    # paddle's SIGCHLD handler, after a worker's SIGBUS (its first line is garbled)
+    bus = SystemError('(Fatal) DataLoader process (pid   1. If run DataLoader by ...\n  3. '
+                      '...) exited is killed by signal: 17123.\n  It may be caused by '
+                      'insufficient shared storage space. ...\nBus error (at data_loader.cc)')
+    assert worker_death_message(bus, statvfs=_statvfs(5 * MB)) == (
+        'the training data loader stopped: a worker died of a bus error, shared memory ran '
+        'out (/dev/shm has 5 MB free now): pass fewer --num_workers or give the container '
+        'more shared memory (docker run --shm-size=2g, or --ipc=host)')
     exited = RuntimeError('DataLoader process (pid 77) exited unexpectedly with code 1.')
     assert 'exited unexpectedly with code 1.' in worker_death_message(exited)
     assert worker_death_message(ValueError('bad transform')) is None
+    assert worker_death_message(RuntimeError('out of memory')) is None
 
 
-class _Dying:
-    """A loader whose worker dies at its second batch."""
+class _Items:
+    def __len__(self):
+        return 8
 
-    def __iter__(self):
-        return iter(self._batches())
-
-    def _batches(self):
-        yield {'img': 1}
-        raise RuntimeError('DataLoader process (pid 9) exited unexpectedly with code -7.')
+    def __getitem__(self, index):
+        return {'img': np.zeros((3, 8, 8), np.float32), 'label': np.zeros((8, 8), np.int64)}
 
 
-def test_endless_maps_a_dead_worker_to_a_config_error():
-    with pytest.raises(ConfigError, match=r'loader stopped: DataLoader process .*--shm-size'):
-        batches = _endless(_Dying())
-        assert next(batches) == {'img': 1}
-        next(batches)
+def _train_items(model, save_dir):
+    from paddleseg.core import train
+    from paddleseg.models.losses import CrossEntropyLoss
+    train(model, _Items(), losses={'types': [CrossEntropyLoss()], 'coef': [1.0]},
+          optimizer=paddle.optimizer.SGD(learning_rate=0.1, parameters=model.parameters()),
+          iters=2, batch_size=1, save_dir=str(save_dir), seed=1)
+
+
+@pytest.mark.parametrize('where', ['step', '_next_batch'])
+def test_a_dead_worker_reported_anywhere_in_the_loop_is_one_config_error(tmp_path,
+                                                                       monkeypatch, where):
+    """paddle's SIGCHLD handler raises in whatever the training process
+    runs (a step, say); the loader's own report comes from next()."""
+    from paddleseg.core.trainer import Trainer
+    error = SystemError('(Fatal) DataLoader process (pid 9) exited unexpectedly with code 7.')
+
+    def fail(*args, **kwargs):
+        raise error
+    monkeypatch.setattr(Trainer, where, fail)
+    with pytest.raises(ConfigError, match=r'^the training data loader stopped: \(Fatal\) '
+                                          r'DataLoader process \(pid 9\) exited .*--shm-size'
+                       ) as info:
+        _train_items(_Pixelwise(), tmp_path)
+    assert info.value.__cause__ is error
+    error = RuntimeError('a bug')  # anything else passes as it is
+    with pytest.raises(RuntimeError, match='^a bug$'):
+        _train_items(_Pixelwise(), tmp_path)
 
 
 class _Pids:
@@ -327,8 +363,10 @@ def test_a_worker_dying_of_a_bus_error_stops_training_with_the_fix(tmp_path, cap
     from paddleseg.core import train
     from paddleseg.models.losses import CrossEntropyLoss
     model = _Pixelwise()
-    with pytest.raises(ConfigError, match=r'^the training data loader stopped: .*Blocking queue '
-                                          r'is killed.* pass fewer --num_workers .*--shm-size'):
+    # paddle's reader thread (queue killed) or its SIGCHLD handler (a bus error) reports it
+    with pytest.raises(ConfigError, match=r'^the training data loader stopped: .*(Blocking queue '
+                                          r'is killed|bus error).* pass fewer --num_workers '
+                                          r'.*--shm-size'):
         train(model, _BusError(), losses={'types': [CrossEntropyLoss()], 'coef': [1.0]},
               optimizer=paddle.optimizer.SGD(learning_rate=0.1, parameters=model.parameters()),
               iters=8, batch_size=1, save_dir=str(tmp_path), num_workers=1, seed=1)

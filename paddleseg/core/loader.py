@@ -25,14 +25,16 @@ unless started with ``--shm-size`` or ``--ipc=host``). :func:`shm_shortage`
 compares that with the free space and says, in one line, what to change;
 the trainer raises it as a :class:`~paddleseg.errors.ConfigError` before any
 worker starts (``train.py`` prints it and exits with status 2). When a
-worker dies later all paddle says in the training process is that its
-queue was killed; :func:`worker_death_message` turns that into one line
-with the same fix (the trainer's ``_endless``).
+worker dies later, paddle says so in the training process wherever that
+process is (its SIGCHLD handler), or only that its queue was killed;
+:func:`loader_failure` turns either into one line with the same fix (the
+trainer's ``run``).
 """
 
 import os
 import random
 
+import cv2
 import numpy as np
 import paddle
 
@@ -45,13 +47,16 @@ SHM_PATH = '/dev/shm'
 PREFETCH_FACTOR = 2
 """Batches each worker loads ahead (paddle's default)."""
 _MB = 2 ** 20
+_MORE_SHM = 'give the container more shared memory (docker run --shm-size=2g, or --ipc=host)'
 
 
 class DeviceNormalize:
     """A deferred ``Normalize`` applied to a ``uint8 [N, C, H, W]`` batch
-    tensor, on the tensor's device: a lookup in
+    tensor where the tensor is: a lookup in
     :func:`paddleseg.transforms.functional.normalize_table`, so each value
-    is exactly what the ``uint8`` Normalize of a worker gives.
+    is exactly what the ``uint8`` Normalize of a worker gives. On a GPU (or
+    another accelerator) a ``paddle.gather``; on the CPU OpenCV's lookup
+    (about 4 times faster there than paddle's gather).
 
     Args:
         mean, std (sequence): The Normalize's (1 value or 1 per channel).
@@ -68,13 +73,26 @@ class DeviceNormalize:
             self._tables[key] = paddle.to_tensor(table, place=place)
         return self._tables[key]
 
-    def __call__(self, img):
-        """``float32 [N, C, H, W]`` from ``uint8 [N, C, H, W]``."""
+    def _on_host(self, img):
+        x = img.numpy()
+        n, channels, h, w = x.shape
+        table = F.normalize_table(self.mean, self.std, channels)
+        out = np.empty(x.shape, np.float32)
+        for c in range(channels):
+            plane = np.ascontiguousarray(x[:, c]).reshape(n * h, w)
+            out[:, c] = cv2.LUT(plane, np.ascontiguousarray(table[:, c])).reshape(n, h, w)
+        return paddle.to_tensor(out, place=img.place)
+
+    def _gathered(self, img):
         channels = img.shape[1]
         table = self._table(channels, img.place)
         offsets = paddle.arange(channels, dtype='int32').reshape([1, channels, 1, 1]) * 256
         index = img.astype('int32') + offsets
         return paddle.gather(table, index.reshape([-1])).reshape(img.shape)
+
+    def __call__(self, img):
+        """``float32 [N, C, H, W]`` from ``uint8 [N, C, H, W]``."""
+        return self._on_host(img) if img.place.is_cpu_place() else self._gathered(img)
 
 
 def compact_dataset(dataset):
@@ -153,31 +171,43 @@ def shm_shortage(batch_bytes, num_workers, processes=1, path=SHM_PATH,
     fit = max(0, int((free - 2 * batch_bytes * processes) // per_worker)) if per_worker else 0
     return ('{} has {:.0f} MB free but the training data loader needs about {:.0f} MB '
             '({} process{} x {} batches of {:.1f} MB in flight with --num_workers {}): '
-            'pass --num_workers {}{}, or give the container more shared memory '
-            '(docker run --shm-size=2g, or --ipc=host)'.format(
+            'pass --num_workers {}{}, or {}'.format(
                 path, free / _MB, needed / _MB, processes, 'es' if processes > 1 else '',
                 batches_in_flight(num_workers, prefetch_factor), batch_bytes / _MB,
-                num_workers, fit, ' or fewer' if fit else ''))
+                num_workers, fit, ' or fewer' if fit else '', _MORE_SHM))
 
 
-_LOADER_DIED = ('Blocking queue is killed', 'exited unexpectedly', 'BUS error')
-"""What paddle says when the loader's reader thread failed: a worker died
-(a bus error when ``/dev/shm`` ran full, the OOM killer) or raised."""
+_LOADER_DIED = ('Blocking queue is killed', 'exited unexpectedly', 'is killed by signal',
+                'BUS error', 'Bus error')
+"""What paddle says when a loader worker died (a bus error when ``/dev/shm``
+ran full, the OOM killer) or its reader thread failed: in the reader, or
+from paddle's SIGCHLD handler wherever the training process happens to be."""
 
 
 def worker_death_message(exc, path=SHM_PATH, statvfs=None):
-    """For paddle's error when the training loader stopped because a worker
-    died or failed: one line with paddle's first line, the free shared
-    memory and the fix; None for other errors."""
+    """For paddle's error when a training loader worker died or failed: one
+    line saying so, with the free shared memory and the fix; None for
+    other errors."""
     text = str(exc).strip()
     if not any(mark in text for mark in _LOADER_DIED):
         return None
     free = shm_free(path, statvfs)
-    room = '' if free is None else '; {} has {:.0f} MB free now'.format(path, free / _MB)
+    room = '' if free is None else '{} has {:.0f} MB free now'.format(path, free / _MB)
+    fix = 'pass fewer --num_workers or ' + _MORE_SHM
+    if 'bus error' in text.lower():
+        return ('the training data loader stopped: a worker died of a bus error, shared '
+                'memory ran out ({}): {}'.format(room or path, fix))
     return ('the training data loader stopped: {}. If a worker died of a "BUS error" '
-            '(shared memory ran out{}), pass fewer --num_workers or give the container more '
-            'shared memory (docker run --shm-size=2g, or --ipc=host); otherwise see the '
-            'error printed above'.format(text.splitlines()[0].rstrip('.'), room))
+            '(shared memory ran out{}), {}; otherwise see the error printed above'.format(
+                text.splitlines()[0].rstrip('.'), '; ' + room if room else '', fix))
+
+
+def loader_failure(exc):
+    """``exc`` (a RuntimeError or SystemError raised while training) as a
+    :class:`~paddleseg.errors.ConfigError` with :func:`worker_death_message`'s
+    line when it reports a dead loader worker, else None."""
+    message = worker_death_message(exc)
+    return None if message is None else ConfigError(message)
 
 
 def build_train_loader(dataset, batch_size, num_workers, state, processes=1, agree=None):

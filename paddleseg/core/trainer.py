@@ -24,7 +24,7 @@ import paddle
 from paddleseg.core import amp
 from paddleseg.core.checkpointer import Checkpointer
 from paddleseg.core.hooks import NanPolicyHook, default_hooks
-from paddleseg.core.loader import build_train_loader, to_device_batch, worker_death_message
+from paddleseg.core.loader import build_train_loader, loader_failure, to_device_batch
 from paddleseg.core.optim_state import lr_scheduler_of
 from paddleseg.core.options import TrainOptions  # noqa: F401
 from paddleseg.core.sampler import LOAD_ERROR, LOAD_TRACEBACK
@@ -48,20 +48,12 @@ def compute_losses(logits_list, label, losses):
 def _endless(loader):
     """The loader's batches, epoch after epoch (with persistent workers, the
     same worker processes every epoch); closing it shuts the loader
-    iterator (and its workers) down. A worker that died becomes a
-    ConfigError naming the shared-memory fix
-    (:func:`~paddleseg.core.loader.worker_death_message`)."""
+    iterator (and its workers) down."""
     batches = None
     try:
         while True:
-            try:
-                batches = iter(loader)
-                yield from batches
-            except (RuntimeError, SystemError) as exc:
-                message = worker_death_message(exc)
-                if message is None:
-                    raise
-                raise ConfigError(message) from exc
+            batches = iter(loader)
+            yield from batches
     finally:
         shutdown = getattr(batches, '_try_shutdown_all', None)
         if shutdown is not None:
@@ -162,6 +154,11 @@ class Trainer:
             try:
                 self._call('before_train')
                 self._loop(batches)
+            except (RuntimeError, SystemError) as exc:
+                failure = loader_failure(exc)  # a dead loader worker: the shm fix
+                if failure is None:
+                    raise
+                raise failure from exc
             finally:
                 batches.close()  # stop the loader's workers on every way out
                 self._call('after_train')
