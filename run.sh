@@ -36,7 +36,7 @@ case "${1:-train}" in
     train)
         export CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-0,1,2,3}
         "$PY" -m paddle.distributed.launch train.py --config "$CONFIG" \
-            --num_workers 16 --use_vdl --do_eval --save_interval 1000 \
+            --num_workers 4 --use_vdl --do_eval --save_interval 1000 \
             --save_dir output ;;
     *)
         echo "usage: bash run.sh [train|demo|test|test-gpu|install [--dry-run]]" >&2

@@ -380,3 +380,24 @@ def test_reverse_transform_accepts_collated_trans_info():
     assert F.reverse_transform(pred, collated).shape == [1, 1, 4, 6]
     with pytest.raises(ValueError, match='unknown'):
         F.reverse_transform(pred, [('crop', (4, 6))])
+
+
+def test_round_to_uint8_rounds_halves_to_even_and_clips():
+    values = np.array([-3, 0.4, 0.5, 1.5, 127.5, 128.5, 254.6, 300], np.float32)
+    assert F.round_to_uint8(values).tolist() == [0, 0, 0, 2, 128, 128, 255, 255]
+    same = np.array([7], np.uint8)
+    assert F.round_to_uint8(same) is same
+
+
+def test_split_normalize_leaves_the_pipeline_and_gives_uint8_chw():
+    norm = T.Normalize(mean=(0.5, 0.4, 0.3), std=(0.2, 0.2, 0.2))
+    compose = T.Compose([T.RandomHorizontalFlip(prob=0), norm])
+    head, deferred = compose.split_normalize()
+    assert deferred is norm and len(compose.transforms) == 2 and len(head.transforms) == 1
+    img = np.arange(24, dtype=np.uint8).reshape(2, 4, 3)
+    out = head({'img': img.copy()})['img']
+    assert out.dtype == np.uint8 and out.shape == (3, 2, 4)
+    assert np.array_equal(out, img.transpose(2, 0, 1))
+    assert compose({'img': img.copy()})['img'].dtype == np.float32
+    assert T.Compose([norm, T.RandomHorizontalFlip()]).split_normalize() is None
+    assert T.Compose([]).split_normalize() is None

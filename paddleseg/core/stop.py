@@ -69,9 +69,9 @@ class LoaderFailed(RuntimeError):
 
     def __init__(self, message, iteration, checkpoint):
         self.iteration, self.checkpoint = iteration, checkpoint
-        where = ('; checkpoint {} holds iter {} (resume with --resume_model auto)'.format(
-            checkpoint, iteration) if checkpoint else '')
-        super().__init__('{}{}'.format(message, where))
+        self.where = ('; checkpoint {} holds iter {} (resume with --resume_model auto)'
+                      .format(checkpoint, iteration) if checkpoint else '')
+        super().__init__('{}{}'.format(message, self.where))
 
 
 def worker_signal(signum, frame=None):

@@ -26,14 +26,15 @@ import paddle
 from paddleseg.core import amp
 from paddleseg.core.checkpointer import Checkpointer
 from paddleseg.core.hooks import NanPolicyHook, default_hooks
+from paddleseg.core.loader import build_train_loader, loader_failure, to_device_batch
 from paddleseg.core.optim_state import lr_scheduler_of
 from paddleseg.core.options import TrainOptions  # noqa: F401
-from paddleseg.core.sampler import (LOAD_ERROR, LOAD_TRACEBACK, ResumableBatchSampler,
-                                    SeededDataset, collate_batch, worker_init)
+from paddleseg.core.sampler import LOAD_ERROR, LOAD_TRACEBACK
 from paddleseg.core.state import LossTerms, TrainState
 from paddleseg.core.stop import LoaderFailed, StopSignals, TrainingInterrupted
 from paddleseg.errors import ConfigError, DatasetError
 from paddleseg.utils import dist, logger
+from paddleseg.utils.env import local_process_count
 
 
 def compute_losses(logits_list, label, losses):
@@ -57,16 +58,18 @@ def _first_line(exc):
 
 
 def _endless(loader):
-    """The loader's batches, epoch after epoch; closing it shuts the current
-    epoch's loader iterator (and its worker processes) down."""
-    while True:
-        batches = iter(loader)
-        try:
+    """The loader's batches, epoch after epoch (with persistent workers, the
+    same worker processes every epoch); closing it shuts the loader
+    iterator (and its workers) down."""
+    batches = None
+    try:
+        while True:
+            batches = iter(loader)
             yield from batches
-        finally:
-            shutdown = getattr(batches, '_try_shutdown_all', None)
-            if shutdown is not None:
-                shutdown()
+    finally:
+        shutdown = getattr(batches, '_try_shutdown_all', None)
+        if shutdown is not None:
+            shutdown()
 
 
 class Trainer:
@@ -101,6 +104,7 @@ class Trainer:
             else lr_scheduler_of(optimizer)
         self.train_dataset, self.losses = train_dataset, losses
         self.watchdog = watchdog
+        self.normalize = None  # the loader's deferred Normalize (set by _loader)
         self.precision = opts.precision
         self.state = TrainState(rank=dist.rank(), nranks=dist.world_size(),
                                 seed=dist.shared_seed(opts.seed), signals=StopSignals())
@@ -148,15 +152,15 @@ class Trainer:
         return paddle.DataParallel(model)
 
     def _loader(self):
-        state = self.state
-        sampler = ResumableBatchSampler(
-            len(self.train_dataset), self.opts.batch_size, state.seed, state.rank,
-            state.nranks, shuffle=True, start_iter=state.start_iter)
-        return paddle.io.DataLoader(
-            SeededDataset(self.train_dataset), batch_sampler=sampler,
-            num_workers=self.opts.num_workers, return_list=True,
-            collate_fn=collate_batch, worker_init_fn=worker_init,
-            persistent_workers=False)
+        """The training DataLoader (:func:`paddleseg.core.loader.build_train_loader`:
+        compact uint8 batches when the dataset allows, persistent workers,
+        the shared-memory check); its deferred Normalize goes to
+        ``self.normalize`` for :func:`~paddleseg.core.loader.to_device_batch`."""
+        loader, self.normalize = build_train_loader(
+            self.train_dataset, self.opts.batch_size, self.opts.num_workers, self.state,
+            processes=min(local_process_count(), self.state.nranks),
+            agree=dist.max_over_ranks)
+        return loader
 
     # -- the loop ----------------------------------------------------------
     def run(self):
@@ -166,6 +170,16 @@ class Trainer:
             try:
                 self._call('before_train')
                 self._loop(batches)
+            except LoaderFailed as exc:  # every rank saved; a dead worker: the shm fix
+                failure = loader_failure(exc.__cause__) if exc.__cause__ else None
+                if failure is None:
+                    raise
+                raise ConfigError('{}{}'.format(failure, exc.where)) from exc.__cause__
+            except (RuntimeError, SystemError) as exc:
+                failure = loader_failure(exc)  # a dead loader worker: the shm fix
+                if failure is None:
+                    raise
+                raise failure from exc
             finally:
                 batches.close()  # stop the loader's workers on every way out
                 self._call('after_train')
@@ -187,7 +201,8 @@ class Trainer:
             with guard:
                 batch = self._next_batch(batches)
                 reader_cost = time.time() - tic
-                self._agree(batch)
+                self._agree(batch)  # a failed fetch or sample stops every rank here
+                batch = to_device_batch(batch, self.normalize)
                 state.step_info = self.step(batch)
             state.step_info.update(reader_cost=reader_cost, batch_cost=time.time() - tic,
                                    samples=batch['img'].shape[0])

@@ -7,12 +7,16 @@ An item is a dict:
   the image; in ``val`` mode ``[1, H0, W0]``, the label as stored (the
   prediction is mapped back to it through ``trans_info``); absent in
   ``test`` mode.
+* (the training loader's view, :meth:`Dataset.compact_view`: ``img`` is
+  ``uint8 [C, H, W]``, the image before the final Normalize, and ``label``
+  ``uint8 [H, W]``.)
 * ``trans_info``: list of ``('resize' | 'padding', (h, w))`` recorded by the
   transforms, for :func:`paddleseg.transforms.functional.reverse_transform`.
 * ``gt_fields``: ``['label']`` in ``train`` mode, else ``[]``.
 * ``img_path`` and (not in ``test`` mode) ``label_path``: the files read.
 """
 
+import copy
 import os
 
 import cv2
@@ -198,6 +202,44 @@ class Dataset(paddle.io.Dataset):
                                                self.ignore_index))
         return label
 
+    label_dtype = np.int64
+    """The dtype of ``train`` labels (``uint8`` in :meth:`compact_view`)."""
+
+    def compact_view(self):
+        """This ``train`` dataset as the training loader's workers should
+        send it: items with ``img`` ``uint8 [C, H, W]`` (the image before
+        the transforms' final :class:`~paddleseg.transforms.Normalize`) and
+        ``label`` ``uint8 [H, W]``, a quarter and an eighth of the float32
+        and int64 bytes.
+
+        Returns:
+            tuple|None: ``(view, normalize)``, ``view`` a shallow copy of
+            this dataset (which stays as it is), ``normalize`` the deferred
+            Normalize, for the batch (``mean``, ``std``); None when the
+            transforms do not end with a Normalize, or when a class id or
+            ``ignore_index`` does not fit ``uint8`` (``num_classes > 256``).
+        """
+        split = self.transforms.split_normalize()
+        ignore = self.ignore_index
+        if (self.mode != 'train' or split is None or self.num_classes > 256
+                or not (isinstance(ignore, int) and 0 <= ignore <= 255)):
+            return None
+        view = copy.copy(self)
+        view.transforms, normalize = split
+        view.label_dtype = np.uint8
+        return view, normalize
+
+    def _train_label(self, label, label_path):
+        """A transformed ``train`` label as :attr:`label_dtype`; in ``uint8``
+        only when its values fit (a label padded with a value above 255
+        does not: DatasetError naming the file)."""
+        if self.label_dtype == np.uint8 and label.dtype != np.uint8:
+            if label.size and (label.min() < 0 or label.max() > 255):
+                raise DatasetError(
+                    'label {} holds values outside 0..255 after the transforms '
+                    '(a label_padding_value?)'.format(label_path))
+        return label.astype(self.label_dtype)
+
     def __getitem__(self, idx):
         _limit_cv2_threads_in_worker()
         img_path, label_path = self.file_list[idx]
@@ -216,7 +258,7 @@ class Dataset(paddle.io.Dataset):
             data['label'] = label
             data['gt_fields'].append('label')
             data = self.transforms(data)
-            data['label'] = data['label'].astype(np.int64)
+            data['label'] = self._train_label(data['label'], label_path)
         else:
             data = self.transforms(data)
             data['label'] = label[np.newaxis].astype(np.int64)

@@ -312,26 +312,51 @@ def sharpness(img, factor):
     return cv2.addWeighted(img, factor, smooth, 1.0 - factor, _TRUNCATE)
 
 
-def normalize(img, mean, std):
-    """``(img / 255 - mean) / std`` as ``float32``, per channel.
+def round_to_uint8(img):
+    """``img`` as ``uint8``, float values rounded to nearest (halves to even:
+    127.5 -> 128) and clipped to [0, 255]; ``uint8`` is returned as it is.
+    (:func:`to_uint8` truncates instead, as PIL's colour operations do.)"""
+    if img.dtype == np.uint8:
+        return img
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
 
-    Args:
-        img (np.ndarray): ``HxWxC`` or ``HxW``; ``uint8`` goes through a
-            256-entry lookup table, other dtypes are computed directly.
-        mean (sequence): 1 value (for every channel) or one per channel.
-        std (sequence): Likewise.
-    """
-    channels = 1 if img.ndim == 2 else img.shape[2]
+
+def _normalize_args(mean, std, channels):
     mean = np.asarray(mean, np.float32).reshape(-1)
     std = np.asarray(std, np.float32).reshape(-1)
     if max(len(mean), len(std)) not in (1, channels):
         raise ValueError('Normalize has mean {} and std {} but the image has '
                          '{} channels'.format(mean.tolist(), std.tolist(),
                                               channels))
-    if img.dtype != np.uint8:
-        return (img.astype(np.float32) / 255 - mean) / std
+    return mean, std
+
+
+def normalize_table(mean, std, channels):
+    """``float32 [256, channels]``: ``(v / 255 - mean[c]) / std[c]`` for each
+    ``uint8`` value ``v`` and channel ``c``, the one table behind
+    :func:`normalize` of ``uint8`` images and the training loader's
+    normalisation on the device (:mod:`paddleseg.core.loader`)."""
+    mean, std = _normalize_args(mean, std, channels)
     table = (np.arange(256, dtype=np.float32)[:, None] / 255 - mean) / std
-    if table.shape[1] > 1:
+    return np.ascontiguousarray(np.broadcast_to(table, (256, channels)))
+
+
+def normalize(img, mean, std):
+    """``(img / 255 - mean) / std`` as ``float32``, per channel.
+
+    Args:
+        img (np.ndarray): ``HxWxC`` or ``HxW``; ``uint8`` goes through a
+            256-entry lookup table (:func:`normalize_table`), other dtypes
+            are computed directly.
+        mean (sequence): 1 value (for every channel) or one per channel.
+        std (sequence): Likewise.
+    """
+    channels = 1 if img.ndim == 2 else img.shape[2]
+    if img.dtype != np.uint8:
+        mean, std = _normalize_args(mean, std, channels)
+        return (img.astype(np.float32) / 255 - mean) / std
+    table = normalize_table(mean, std, channels)
+    if channels > 1:
         table = table.reshape(256, 1, channels)
     return cv2.LUT(img, table)
 

@@ -80,7 +80,8 @@ def _channels(img):
 
 @manager.TRANSFORMS.add_component
 class Compose:
-    """Load an item, run the transforms, and lay the image out as ``CHW float32``.
+    """Load an item, run the transforms, and lay the image out as ``CHW float32``
+    (or ``uint8``: :meth:`split_normalize`).
 
     Args:
         transforms (list): The transforms, applied in order; empty means
@@ -101,6 +102,25 @@ class Compose:
         self.transforms = list(transforms)
         self.to_rgb = to_rgb
         self.img_channels = img_channels
+        self.img_dtype = np.float32
+
+    def split_normalize(self):
+        """Defer a final :class:`Normalize` (the training loader's compact
+        batches, :mod:`paddleseg.core.loader`).
+
+        Returns:
+            tuple|None: ``(head, normalize)`` when the last transform is a
+            :class:`Normalize`: ``head`` a Compose of the transforms before
+            it whose image comes out ``uint8 [C, H, W]`` (a float image,
+            e.g. padded with 127.5, rounded to nearest:
+            :func:`~paddleseg.transforms.functional.round_to_uint8`), and
+            that Normalize, for the caller to apply later. None otherwise.
+        """
+        if not self.transforms or not isinstance(self.transforms[-1], Normalize):
+            return None
+        head = Compose(self.transforms[:-1], self.to_rgb, self.img_channels)
+        head.img_dtype = np.uint8
+        return head, self.transforms[-1]
 
     def __call__(self, data):
         """Transform one item.
@@ -113,7 +133,8 @@ class Compose:
 
         Returns:
             dict: ``data`` with ``img`` a C-contiguous ``float32 [C, H, W]``
-            and ``trans_info`` (created empty if absent).
+            (``uint8`` for the head of :meth:`split_normalize`) and
+            ``trans_info`` (created empty if absent).
         """
         if isinstance(data['img'], str):
             data['img'] = F.read_image(data['img'], self.img_channels,
@@ -130,8 +151,10 @@ class Compose:
         img = data['img']
         if img.ndim == 2:
             img = img[:, :, np.newaxis]
+        if self.img_dtype == np.uint8:
+            img = F.round_to_uint8(img)
         data['img'] = np.ascontiguousarray(img.transpose(2, 0, 1),
-                                           dtype=np.float32)
+                                           dtype=self.img_dtype)
         return data
 
 

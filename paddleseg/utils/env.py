@@ -28,6 +28,14 @@ def usable_cpu_count():
     return os.cpu_count() or 1
 
 
+def local_process_count(environ=None):
+    """How many processes of the job run on this machine: the
+    ``PADDLE_LOCAL_SIZE`` that ``paddle.distributed.launch`` sets, else 1.
+    They share the machine's cores and its ``/dev/shm``."""
+    value = (os.environ if environ is None else environ).get('PADDLE_LOCAL_SIZE', '')
+    return max(int(value), 1) if value.strip().isdigit() else 1
+
+
 def _int_from_env(name, minimum, what, environ=None):
     """The int ``>= minimum`` in environment variable ``name``, None if unset;
     otherwise a ConfigError saying ``name must be <what>``."""
@@ -66,8 +74,7 @@ def set_cpu_threads(n=None):
         if device_kind() != 'cpu':
             return None
         # processes launched side by side on one machine share its cores
-        local = int(os.environ.get('PADDLE_LOCAL_SIZE', '1') or 1)
-        n = max(1, usable_cpu_count() // max(local, 1))
+        n = max(1, usable_cpu_count() // local_process_count())
     if n < 1:
         raise ConfigError(f'The number of CPU threads must be at least 1, got {n}')
     paddle.base.core.set_num_threads(n)
