@@ -98,15 +98,16 @@ def calibration_batches(paths, transforms):
                                    dtype='float32')
 
 
-def subdivision_nodes(model):
+def subdivision_nodes(model, float_from=FLOAT_FROM_OPS):
     """Names of the nodes of ``model`` (an ``onnx.ModelProto``) that depend
-    on a :data:`FLOAT_FROM_OPS` node's output, those nodes included: the
-    subdivision and the point head, kept float."""
+    on the output of a node of type ``float_from`` (default
+    :data:`FLOAT_FROM_OPS`), those nodes included: the subdivision and the
+    point head, kept float."""
     consumers = {}
     for node in model.graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
-    todo = [n for n in model.graph.node if n.op_type in FLOAT_FROM_OPS]
+    todo = [n for n in model.graph.node if n.op_type in float_from]
     seen = set()
     while todo:
         node = todo.pop()
@@ -172,7 +173,8 @@ def _reader(quant, batches, input_name):
     return Reader()
 
 
-def quantize_onnx(onnx_file, batches, input_name=EXPORT_INPUT_NAME):
+def quantize_onnx(onnx_file, batches, input_name=EXPORT_INPUT_NAME, op_types=QUANT_OP_TYPES,
+                  float_from=FLOAT_FROM_OPS):
     """Replace ``onnx_file`` (a float export) by its INT8 quantization.
 
     Args:
@@ -180,6 +182,11 @@ def quantize_onnx(onnx_file, batches, input_name=EXPORT_INPUT_NAME):
             quantization succeeded.
         batches (iterable): ``float32 [1, 3, H, W]`` calibration inputs.
         input_name (str, optional): The model's input. Default: 'x'.
+        op_types, float_from (tuple[str], optional): What is quantized, and
+            from which ops on nothing is (:func:`subdivision_nodes`); the
+            defaults are export.py's, other values are for measuring
+            (benchmarks/low_precision.py). Default: :data:`QUANT_OP_TYPES`,
+            :data:`FLOAT_FROM_OPS`.
 
     Returns:
         tuple(dict, dict): for ``deploy.yaml``: the calibration
@@ -198,12 +205,12 @@ def quantize_onnx(onnx_file, batches, input_name=EXPORT_INPUT_NAME):
         # initializers here, which the quantizer needs for per-channel weights
         pre = os.path.join(tmp, 'pre.onnx')
         quant_pre_process(onnx_file, pre, skip_symbolic_shape=True)
-        keep_float = subdivision_nodes(onnx.load(pre))
+        keep_float = subdivision_nodes(onnx.load(pre), float_from)
         reader = _reader(quant, batches, input_name)
         out = os.path.join(tmp, 'int8.onnx')
         quant.quantize_static(
             pre, out, reader, quant_format=quant.QuantFormat.QDQ, per_channel=True,
-            op_types_to_quantize=list(QUANT_OP_TYPES), nodes_to_exclude=keep_float,
+            op_types_to_quantize=list(op_types), nodes_to_exclude=keep_float,
             activation_type=quant.QuantType.QUInt8, weight_type=quant.QuantType.QInt8,
             calibrate_method=getattr(quant.CalibrationMethod, CALIBRATION_METHOD))
         if reader.count == 0:
@@ -214,7 +221,7 @@ def quantize_onnx(onnx_file, batches, input_name=EXPORT_INPUT_NAME):
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     calibration = {'images': reader.count, 'method': CALIBRATION_METHOD}
-    quantization = {'format': 'QDQ', 'per_channel': True, 'op_types': list(QUANT_OP_TYPES),
+    quantization = {'format': 'QDQ', 'per_channel': True, 'op_types': list(op_types),
                     'weights': 'int8', 'activations': 'uint8',
-                    'float_from': list(FLOAT_FROM_OPS), 'float_nodes': len(keep_float)}
+                    'float_from': list(float_from), 'float_nodes': len(keep_float)}
     return calibration, quantization
