@@ -155,6 +155,24 @@ def check_quantize(quantize, fmt):
     import_or_explain('onnxruntime.quantization', 'export --quantize int8')
 
 
+def _optimized(onnx, onnx_file, out):
+    """``onnx_file`` after ONNX Runtime's basic graph optimizations, with
+    shapes inferred, saved at ``out`` (what ``quant_pre_process`` does
+    without symbolic shapes, with ONNX Runtime's warnings about the
+    constants it drops left out). paddle2onnx writes the weights as
+    ``Constant`` nodes: folded into initializers here, which the quantizer
+    needs for per-channel weights, and each batch norm into its
+    convolution."""
+    ort = import_or_explain('onnxruntime', 'export --quantize int8')
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = out
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.log_severity_level = 3
+    ort.InferenceSession(onnx_file, options, providers=['CPUExecutionProvider'])
+    onnx.shape_inference.infer_shapes_path(out, out)
+    return out
+
+
 def _reader(quant, batches, input_name):
     """ONNX Runtime's CalibrationDataReader over numpy ``batches``; its
     ``count`` says how many it gave."""
@@ -198,13 +216,9 @@ def quantize_onnx(onnx_file, batches, input_name=EXPORT_INPUT_NAME, op_types=QUA
     """
     onnx = import_or_explain('onnx', 'export --quantize int8')
     quant = import_or_explain('onnxruntime.quantization', 'export --quantize int8')
-    from onnxruntime.quantization.shape_inference import quant_pre_process
     tmp = tempfile.mkdtemp(prefix='quantize_')
     try:
-        # paddle2onnx writes the weights as Constant nodes: folded into
-        # initializers here, which the quantizer needs for per-channel weights
-        pre = os.path.join(tmp, 'pre.onnx')
-        quant_pre_process(onnx_file, pre, skip_symbolic_shape=True)
+        pre = _optimized(onnx, onnx_file, os.path.join(tmp, 'pre.onnx'))
         keep_float = subdivision_nodes(onnx.load(pre), float_from)
         reader = _reader(quant, batches, input_name)
         out = os.path.join(tmp, 'int8.onnx')
