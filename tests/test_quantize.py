@@ -197,3 +197,21 @@ def test_subdivision_nodes_follow_the_topk_outputs():
              helper.make_node('Add', ['r', 'ic'], ['y'], name='add')]
     graph = helper.make_graph(nodes, 'g', [], [])
     assert quant.subdivision_nodes(helper.make_model(graph)) == ['add', 'cast', 'topk']
+
+
+def test_openvino_runs_it_at_the_input_size(tiny):
+    """OpenVINO compiles the INT8 model reshaped to the input's size (with a
+    dynamic input it does not: docs/deployment.md "INT8") and its class map
+    agrees with ONNX Runtime's on the same model."""
+    ov = pytest.importorskip('openvino')
+    from paddleseg.cvlibs import Config, SegBuilder
+    builder = SegBuilder(Config(tiny['cfg']))
+    paths, _ = quant.calibration_images(builder, calib_num=1)
+    x = next(quant.calibration_batches(paths, builder.export_transforms))
+    core = ov.Core()
+    model = core.read_model(os.path.join(tiny['int8'], 'model.onnx'))
+    model.reshape(list(x.shape))
+    out = core.compile_model(model, 'CPU', {'INFERENCE_PRECISION_HINT': 'f32'})(x)[0]
+    ref = load_engine(tiny['int8'], 'onnx')(x)
+    assert out.shape == ref.shape
+    assert float((out == ref).mean()) >= 0.98
