@@ -14,9 +14,10 @@ float export's. Paths:
 
 * ``onnxruntime fp32``: the float export (the reference);
 * ``onnxruntime int8``: the INT8 export (what ``--quantize int8`` writes);
-* with ``--variants``, the measurement behind what stays float: the INT8
+* with ``--variants``, the measurements behind what stays float: the INT8
   quantization of the convolutions *and* the point head's layers (nothing
-  kept float);
+  kept float), and of the convolutions with the point head sampling the
+  quantized copy of the features;
 * ``openvino fp32`` / ``openvino bf16``: the float export in OpenVINO with
   ``INFERENCE_PRECISION_HINT`` f32 / bf16 (here directly, until the
   ``--engine openvino`` of val.py);
@@ -83,6 +84,8 @@ def variant_models(args, builder, dirs):
     variants = {
         'onnxruntime int8, point head quantized too': dict(
             op_types=('Conv', 'Gemm', 'MatMul'), float_from=()),
+        'onnxruntime int8, point head reading the quantized features': dict(
+            float_features=False),
     }
     out = {}
     for name, kwargs in variants.items():

@@ -215,3 +215,18 @@ def test_openvino_runs_it_at_the_input_size(tiny):
     ref = load_engine(tiny['int8'], 'onnx')(x)
     assert out.shape == ref.shape
     assert float((out == ref).mean()) >= 0.98
+
+
+def test_float_inputs_bypass_the_quantized_copy():
+    """A float node reading a Q -> DQ copy reads the tensor before Q; a
+    quantized node (not named) keeps its DQ input."""
+    from onnx import helper
+    nodes = [helper.make_node('Relu', ['x'], ['f'], name='relu'),
+             helper.make_node('QuantizeLinear', ['f', 's', 'z'], ['fq'], name='q'),
+             helper.make_node('DequantizeLinear', ['fq', 's', 'z'], ['fdq'], name='dq'),
+             helper.make_node('Conv', ['fdq', 'w'], ['c'], name='conv'),
+             helper.make_node('GridSample', ['fdq', 'g'], ['p'], name='grid')]
+    model = helper.make_model(helper.make_graph(nodes, 'g', [], []))
+    assert quant.float_inputs(model, ['grid']) == 1
+    inputs = {n.name: list(n.input) for n in model.graph.node}
+    assert inputs['grid'] == ['f', 'g'] and inputs['conv'] == ['fdq', 'w']

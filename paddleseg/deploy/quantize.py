@@ -197,7 +197,7 @@ def _reader(quant, batches, input_name):
 
 
 def quantize_onnx(onnx_file, batches, input_name=EXPORT_INPUT_NAME, op_types=QUANT_OP_TYPES,
-                  float_from=FLOAT_FROM_OPS):
+                  float_from=FLOAT_FROM_OPS, float_features=True):
     """Replace ``onnx_file`` (a float export) by its INT8 quantization.
 
     Args:
@@ -206,10 +206,13 @@ def quantize_onnx(onnx_file, batches, input_name=EXPORT_INPUT_NAME, op_types=QUA
         batches (iterable): ``float32 [1, 3, H, W]`` calibration inputs.
         input_name (str, optional): The model's input. Default: 'x'.
         op_types, float_from (tuple[str], optional): What is quantized, and
-            from which ops on nothing is (:func:`subdivision_nodes`); the
-            defaults are export.py's, other values are for measuring
-            (benchmarks/low_precision.py). Default: :data:`QUANT_OP_TYPES`,
-            :data:`FLOAT_FROM_OPS`.
+            from which ops on nothing is (:func:`subdivision_nodes`).
+            Default: :data:`QUANT_OP_TYPES`, :data:`FLOAT_FROM_OPS`.
+        float_features (bool, optional): The float nodes read float
+            tensors (:func:`float_inputs`). Default: True.
+
+    The defaults are export.py's; other values are for measuring
+    (benchmarks/low_precision.py --variants).
 
     Returns:
         tuple(dict, dict): for ``deploy.yaml``: the calibration
@@ -235,7 +238,8 @@ def quantize_onnx(onnx_file, batches, input_name=EXPORT_INPUT_NAME, op_types=QUA
         if reader.count == 0:
             raise DeployError('--quantize int8: no calibration input was read')
         model = onnx.load(out)
-        float_inputs(model, keep_float)  # the point head samples float features
+        if float_features:  # the point head samples float features
+            float_inputs(model, keep_float)
         onnx.save(model, onnx_file)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
