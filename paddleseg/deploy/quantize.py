@@ -23,7 +23,9 @@ benchmarks/low_precision.py, docs/deployment.md "INT8"):
   99.11% of the demo's val pixels equal to fp32 instead of 99.44% (mIoU
   -0.08 instead of -0.05 points): it moves the fine class borders the head
   is there to fix. The point head also samples the float features, not
-  the quantized copy the convolutions read (:func:`float_inputs`).
+  the quantized copy the convolutions read (:func:`float_inputs`): 99.44%
+  against 99.40% of the pixels, for about 10% of the time
+  (``float_features=False`` of :func:`quantize_onnx` is the faster choice).
 
 Calibration runs the float model on ``float32 [1, 3, H, W]`` images of any
 size (MinMax keeps a running min/max per tensor, so the sizes need not be
