@@ -2,7 +2,7 @@
 
     python export.py --config configs/pointrendfpn/pointrend_resnet101_os8_cityscapes_512×1024_80k.yml \
         --model_path output/best_model/model.pdparams --save_dir output/inference_model \
-        [--format paddle_legacy|paddle|onnx]
+        [--format paddle_legacy|paddle|onnx] [--quantize int8 [--calib_num N] [--calib_images DIR]]
 
 Writes the model, its parameters and ``deploy.yaml`` into ``--save_dir``:
 ``model.pdmodel`` + ``model.pdiparams`` (``paddle_legacy``, the default:
@@ -14,12 +14,20 @@ the eval-mode model (with PointRend's subdivision) and, by default, an
 argmax: its output is the ``int32 [N, H, W]`` class map of the normalised
 ``float32 [N, 3, H, W]`` input. ``--input_shape`` fixes the input size; -1
 entries are dynamic.
+
+``--format onnx --quantize int8`` writes the INT8 post-training
+quantization of the ONNX model (ONNX Runtime's static quantization of the
+convolutions; the subdivision and the point head stay float), calibrated
+on ``--calib_num`` images (default 32) of the config's ``val_dataset``, or
+of ``--calib_images``; ``deploy.yaml`` records ``precision: int8`` and the
+calibration (docs/deployment.md, "INT8").
 """
 
 import argparse
 
 from paddleseg.cli.args import add_common_args, user_errors
 from paddleseg.deploy.deploy_file import DEFAULT_FORMAT, FORMATS, OUTPUT_OPS
+from paddleseg.deploy.quantize import DEFAULT_CALIB_NUM, QUANTIZE_CHOICES
 
 
 def parse_args(argv=None):
@@ -42,6 +50,15 @@ def parse_args(argv=None):
                         'python/infer.py; paddle: model.json '
                         '(Paddle >= 3.0 new IR); onnx: model.onnx (needs '
                         'paddle2onnx). Default: paddle_legacy.')
+    p.add_argument('--quantize', choices=list(QUANTIZE_CHOICES), default=None,
+                   help='int8: post-training quantization of the ONNX model (with '
+                        '--format onnx). Default: none (float32).')
+    p.add_argument('--calib_num', type=int, default=DEFAULT_CALIB_NUM,
+                   help='Calibration images for --quantize. Default: {}.'.format(
+                       DEFAULT_CALIB_NUM))
+    p.add_argument('--calib_images', default=None,
+                   help="Calibrate on this folder's images (or image list) instead "
+                        "of the config's val_dataset.")
     return p.parse_args(argv)
 
 
@@ -54,6 +71,7 @@ def main(argv=None):
 def run(args):
     from paddleseg.cli.build import build_for_inference
     from paddleseg.deploy import check_format, export, parse_input_shape
+    from paddleseg.deploy import quantize as quant
     from paddleseg.errors import ConfigError
     from paddleseg.utils.env import tune_process
     try:
@@ -64,12 +82,21 @@ def run(args):
         check_format(args.format)
     except ImportError as exc:  # paddle2onnx missing: say so before the work
         raise ConfigError('--format {}: {}'.format(args.format, exc)) from None
+    try:
+        quant.check_quantize(args.quantize, args.format)
+    except ImportError as exc:
+        raise ConfigError(str(exc)) from None
     tune_process(training=False)  # MKL's fast path on AMD, before the first kernel
     builder, model = build_for_inference(args)
     builder.export_transforms  # noqa: B018  built now: a bad one fails here, not at deployment
     _, transforms = builder.config.export_transforms
+    calib = {}
+    if args.quantize:  # the images are checked before the export's work
+        paths, source = quant.calibration_images(builder, args.calib_images, args.calib_num)
+        calib = {'calib_batches': quant.calibration_batches(paths, builder.export_transforms),
+                 'calib_source': source}
     return export(model, args.save_dir, args.input_shape, args.output_op,
-                  transforms, format=args.format)
+                  transforms, format=args.format, quantize=args.quantize, **calib)
 
 
 if __name__ == '__main__':

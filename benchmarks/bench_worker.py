@@ -444,9 +444,10 @@ def task_engine(args, paddle):
     on one input, against our own dygraph pass (``--side ours`` only; run.py
     pairs it with PaddleSeg's ``eval`` task).
 
-    The model is built as in :func:`task_eval` and exported twice with
+    The model is built as in :func:`task_eval` and exported with
     ``paddleseg.deploy.export`` (dynamic N/H/W, output_op argmax, as
-    export.py writes by default): format ``paddle_legacy`` and ``onnx``.
+    export.py writes by default): formats ``paddle_legacy`` and ``onnx``
+    (also quantized to INT8).
     Engines, each timed with :func:`timed` on the same numpy input (input
     copy-in and class map copy-out included, as a user's call has them):
 
@@ -454,6 +455,8 @@ def task_engine(args, paddle):
     * ``inference``: the paddle_legacy export in Paddle Inference, oneDNN off;
     * ``inference+oneDNN``: the same with ``use_onednn=True``;
     * ``onnx``: the onnx export in ONNX Runtime (CPU);
+    * ``onnx int8``: its INT8 quantization (``export.py --quantize int8``,
+      calibrated on four other structured images), in ONNX Runtime;
     * ``inference+oneDNN, fixed-size export``: a paddle_legacy export of
       this input's size (``export.py --input_shape 1 3 H W``), which keeps
       the FPN head's shortcut that a dynamic-size program cannot take.
@@ -507,12 +510,18 @@ def task_engine(args, paddle):
     root = tempfile.mkdtemp(prefix='bench_engine_')
     folders, export_errors = {}, {}
     try:
-        for fmt, shape in (('paddle_legacy', [-1, 3, -1, -1]), ('onnx', [-1, 3, -1, -1]),
-                           ('paddle_legacy_fixed', list(x.shape))):
+        # INT8: calibrated on 4 other structured images (seeds 1-4), not the measured one
+        calib = dict(quantize='int8', calib_source='structured_inputs seeds 1-4',
+                     calib_batches=[structured_inputs(1, args.height, args.width, seed=s)
+                                    for s in range(1, 5)])
+        for fmt, shape, extra in (('paddle_legacy', [-1, 3, -1, -1], {}),
+                                  ('onnx', [-1, 3, -1, -1], {}),
+                                  ('onnx_int8', [-1, 3, -1, -1], calib),
+                                  ('paddle_legacy_fixed', list(x.shape), {})):
             folders[fmt] = os.path.join(root, fmt)
             try:
                 export(model, folders[fmt], input_shape=shape, output_op='argmax',
-                       format=fmt.replace('_fixed', ''))
+                       format=fmt.replace('_fixed', '').replace('_int8', ''), **extra)
             except Exception as exc:  # report, do not crash: that is the finding
                 export_errors[fmt] = 'export: ' + _one_line(exc)
         model = None  # free the dygraph model before the engines load
@@ -521,6 +530,7 @@ def task_engine(args, paddle):
                 ('inference', 'paddle_legacy', 'inference', False),
                 ('inference+oneDNN', 'paddle_legacy', 'inference', True),
                 ('onnx', 'onnx', 'onnx', False),
+                ('onnx int8', 'onnx_int8', 'onnx', False),
                 ('inference+oneDNN, fixed-size export', 'paddle_legacy_fixed',
                  'inference', True)):
             if fmt in export_errors:

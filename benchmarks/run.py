@@ -1,6 +1,6 @@
 """Side-by-side benchmark against PyPI paddleseg 2.8.0.
 
-    python benchmarks/run.py [--quick] [--rounds N] [--repeat N] [--only TEXT] [--mkl same|as_run]
+    python benchmarks/run.py [--quick] [--rounds N] [--repeat N] [--only TEXT] [--mkl both|same|as_run]
                              [--threads N] [--device cpu|gpu] [--write]
 
 Makes (or reuses) a throw-away venv with paddleseg 2.8.0
@@ -17,13 +17,18 @@ The engine cases run our model in every engine of val.py / predict.py
 ``--engine`` (dygraph, the exported program in Paddle Inference without and
 with oneDNN, and in ONNX Runtime; ``bench_worker.task_engine``) against
 PaddleSeg's dygraph eval on the same input, one table line per engine.
+
+Each row names the CPU model, its instruction sets and the MKL code path
+of each side (``benchmarks/machine.py``). On an AMD CPU, where Paddle's MKL
+takes its generic SSE path unless told otherwise, PaddleSeg is measured on
+both paths by default (``--mkl both``): the one ours takes (``same``) and
+its own as its users run it (``as_run``), a row each.
 """
 
 import argparse
 import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -39,6 +44,8 @@ ENV_BEFORE = dict(os.environ)
 sys.path.insert(0, ROOT)
 from paddleseg import mkl_dispatch  # noqa: E402
 from paddleseg.utils.env import DEFAULT_MMAP_THRESHOLD, usable_cpu_count  # noqa: E402
+sys.path.insert(0, HERE)
+from machine import cpu_model, isa_text, machine_line, mkl_path_text  # noqa: E402
 WORKER = os.path.join(HERE, 'bench_worker.py')
 REPORT = os.path.join(HERE, 'BENCHMARKS.md')  # the measured tables, --write appends
 DEFAULT_THREADS = 2  # the cases other than 'engine', without --threads
@@ -63,10 +70,12 @@ def parse_args():
     p.add_argument('--only', default='',
                    help='run only the cases whose name contains this text (or one of '
                         'several, comma-separated), e.g. "R101"')
-    p.add_argument('--mkl', choices=['same', 'as_run'], default='same',
+    p.add_argument('--mkl', choices=['both', 'same', 'as_run'], default='both',
                    help="MKL's code path (paddleseg.mkl_dispatch): 'same' gives the "
                         "PaddleSeg side the one ours picks on this CPU, 'as_run' leaves "
-                        "it MKL's own choice there, as PaddleSeg runs for its users")
+                        "it MKL's own choice there, as PaddleSeg runs for its users; "
+                        "'both' (default) measures PaddleSeg both ways where they "
+                        "differ (AMD), a row each")
     p.add_argument('--write', action='store_true', help='append to benchmarks/BENCHMARKS.md')
     args = p.parse_args()
     if args.rounds < 1:
@@ -132,6 +141,26 @@ def side_env(side, mode):
     return env
 
 
+def mkl_modes(mode):
+    """The PaddleSeg MKL modes to measure: ``--mkl both`` is ['same',
+    'as_run'] where they differ (AMD), ['same'] where they do not."""
+    if mode != 'both':
+        return [mode]
+    differ = side_env('paddleseg', 'same') != side_env('paddleseg', 'as_run')
+    return ['same', 'as_run'] if differ else ['same']
+
+
+def row_label(name, mode):
+    """The case name with the CPU, its instruction sets and each side's MKL
+    path: every row says what it was measured on."""
+    vendor, flags = mkl_dispatch.read_cpuinfo()
+    ours = mkl_dispatch.set_mkl_code_path(side_env('ours', mode))
+    theirs = side_env('paddleseg', mode).get(mkl_dispatch.VARIABLE)
+    return '{} · {} ({}) · ours {}; PaddleSeg {}'.format(
+        name, cpu_model(), isa_text(flags), mkl_path_text(ours, vendor),
+        mkl_path_text(theirs, vendor) + (', as it runs' if mode == 'as_run' else ''))
+
+
 def mkl_path(mode):
     """'MKL_DEBUG_CPU_TYPE ours=7, PaddleSeg=7' for the report."""
     ours = mkl_dispatch.set_mkl_code_path(side_env('ours', mode))  # what run_worker sets
@@ -172,7 +201,7 @@ def side_task(side, task):
     return 'eval' if task == 'engine' and side == 'paddleseg' else task
 
 
-def run_worker(python, side, task, opts, args, out):
+def run_worker(python, side, task, opts, args, out, mode=None):
     cmd = [python, WORKER, '--side', side, '--task', side_task(side, task), '--out', out,
            '--threads', str(case_threads(args, task)), '--device', args.device]
     for key, value in opts.items():
@@ -181,7 +210,7 @@ def run_worker(python, side, task, opts, args, out):
         cmd += ['--repeat', str(args.repeat)]
     elif args.quick and 'repeat' not in opts:
         cmd += ['--repeat', '1']
-    env = side_env(side, args.mkl)
+    env = side_env(side, mode or mkl_modes(args.mkl)[0])
     if side == 'ours':  # as train.py/val.py run: tune_process's MKL path
         mkl_dispatch.set_mkl_code_path(env)
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd='/tmp', env=env)
@@ -202,31 +231,39 @@ def make_pipeline_data(folder):
 
 
 def measure(args, ref, tmp):
+    """Every selected case, each PaddleSeg MKL mode (:func:`mkl_modes`) a
+    row against the same runs of ours; the rows printed as they come."""
     rows = []
     cases = selected(args)
     if not cases:
         raise SystemExit('run.py: error: --only {!r} matches no case'.format(args.only))
+    modes = mkl_modes(args.mkl)
     for name, task, opts, target in cases:
         if task == 'pipeline':
             opts = dict(opts, model_dir=tmp)
-        rounds = []
+        rounds = {mode: [] for mode in modes}
+        tag0 = '{}_0'.format(len(rows))
         for r in range(args.rounds):
             tag = '{}_{}'.format(len(rows), r)
-            res = {}
-            for side, python in (('ours', sys.executable), ('paddleseg', ref)):
-                res[side] = run_worker(python, side, task, opts, args,
-                                       os.path.join(tmp, '{}_{}.json'.format(side, tag)))
-            if task == 'eval':
-                res['base'] = run_worker(ref, 'paddleseg', 'backbone_neck', opts, args,
-                                         os.path.join(tmp, 'base_{}.json'.format(tag)))
-            rounds.append(res)
-        diff = _logit_diff(tmp, '{}_0'.format(len(rows))) if task in ('eval', 'engine') \
-            else None
-        res = combine(rounds)
-        if task == 'engine':
-            res['vs_paddleseg'] = _class_map_agreement(tmp, '{}_0'.format(len(rows)))
-        rows.append((name, task, res, target, diff))
-        print(format_row(rows[-1]), flush=True)
+            ours = run_worker(sys.executable, 'ours', task, opts, args,
+                              os.path.join(tmp, 'ours_{}.json'.format(tag)), modes[0])
+            for mode in modes:  # the first mode's files keep the plain names
+                prefix = 'paddleseg' if mode == modes[0] else 'paddleseg-' + mode
+                res = {'ours': ours, 'paddleseg': run_worker(
+                    ref, 'paddleseg', task, opts, args,
+                    os.path.join(tmp, '{}_{}.json'.format(prefix, tag)), mode)}
+                if task == 'eval':
+                    res['base'] = run_worker(ref, 'paddleseg', 'backbone_neck', opts, args,
+                                             os.path.join(tmp, 'base-{}_{}.json'.format(
+                                                 mode, tag)), mode)
+                rounds[mode].append(res)
+        diff = _logit_diff(tmp, tag0) if task in ('eval', 'engine') else None
+        for mode in modes:
+            res = combine(rounds[mode])
+            if task == 'engine':
+                res['vs_paddleseg'] = _class_map_agreement(tmp, tag0)
+            rows.append((row_label(name, mode), task, res, target, diff))
+            print(format_row(rows[-1]), flush=True)
     return rows
 
 
@@ -437,15 +474,8 @@ def _goals(target, speed, ours, ref, base):
 
 
 def machine():
-    cpu = platform.processor() or ''
-    try:
-        with open('/proc/cpuinfo') as f:
-            cpu = next(l.split(':', 1)[1].strip() for l in f if l.startswith('model name'))
-    except (OSError, StopIteration):
-        pass
-    import paddle
-    return '{}, {} cores visible, paddle {}, Python {}'.format(
-        cpu, os.cpu_count(), paddle.__version__, platform.python_version())
+    """The heading's machine: CPU model, instruction sets, cores, versions."""
+    return machine_line()
 
 
 def main():
@@ -453,7 +483,8 @@ def main():
     ref = ref_python(args.ref_venv)
     with tempfile.TemporaryDirectory() as tmp:
         make_pipeline_data(tmp)
-        print('{}; {}'.format(mkl_path(args.mkl), threads_text(args, selected(args))))
+        print('{}; {}; {}'.format(machine(), ', '.join(
+            mkl_path(m) for m in mkl_modes(args.mkl)), threads_text(args, selected(args))))
         print(HEADER)
         rows = measure(args, ref, tmp)
     table = '\n'.join([HEADER] + [format_row(r) for r in rows])
@@ -462,7 +493,7 @@ def main():
             f.write('\n## {} — {}, {}, {}, {}\n\n{}\n'.format(
                 datetime.date.today().isoformat(), machine(),
                 threads_text(args, selected(args)),
-                args.device, mkl_path(args.mkl), table))
+                args.device, ' / '.join(mkl_path(m) for m in mkl_modes(args.mkl)), table))
         print('appended to', os.path.relpath(REPORT, ROOT))
 
 

@@ -225,3 +225,34 @@ def test_write_appends_to_the_tables_in_benchmarks():
     assert os.path.basename(here) == 'benchmarks' and os.path.isfile(bench.REPORT)
     root = os.path.dirname(here)
     assert not os.path.exists(os.path.join(root, 'BENCHMARKS.md'))
+
+
+
+def test_rows_name_the_cpu_its_instruction_sets_and_each_sides_mkl_path(monkeypatch, tmp_path):
+    """Every row label carries the CPU model, its ISA and both sides' MKL
+    paths; on AMD, --mkl both measures PaddleSeg on ours and on its own."""
+    import machine
+    from paddleseg import mkl_dispatch as md
+    cpuinfo = tmp_path / 'cpuinfo'
+    cpuinfo.write_text('vendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9654\nflags\t\t: '
+                       'sse avx2 fma avx512f avx512cd avx512bw avx512dq avx512vl '
+                       'avx512_vnni avx512_bf16\n')
+    read = md.read_cpuinfo
+    monkeypatch.setattr(md, 'read_cpuinfo', lambda path=None: read(str(cpuinfo)))
+    assert machine.cpu_model(str(cpuinfo)) == 'AMD EPYC 9654'
+    monkeypatch.setattr(bench, 'cpu_model', lambda: 'AMD EPYC 9654')
+    monkeypatch.setattr(bench, 'ENV_BEFORE', {'PATH': '/bin'})
+    assert bench.mkl_modes('both') == ['same', 'as_run']
+    assert bench.mkl_modes('as_run') == ['as_run']
+    same, as_run = bench.row_label('eval X', 'same'), bench.row_label('eval X', 'as_run')
+    isa = 'AVX2, FMA, AVX-512F, AVX-512BW, AVX-512 VNNI, AVX-512 BF16; no AMX'
+    assert same == ('eval X · AMD EPYC 9654 ({}) · ours MKL AVX-512 (MKL_DEBUG_CPU_TYPE=7); '
+                    'PaddleSeg MKL AVX-512 (MKL_DEBUG_CPU_TYPE=7)'.format(isa))
+    assert as_run.endswith('PaddleSeg MKL generic SSE path (MKL_DEBUG_CPU_TYPE unset), '
+                           'as it runs')
+    intel = tmp_path / 'intel'
+    intel.write_text('vendor_id\t: GenuineIntel\nflags\t\t: avx2 fma avx512f\n')
+    monkeypatch.setattr(md, 'read_cpuinfo', lambda path=None: read(str(intel)))
+    assert bench.mkl_modes('both') == ['same']  # MKL picks Intel's path either way
+    assert machine.isa_text({'avx2', 'fma', 'amx_tile', 'amx_int8'}) == 'AVX2, FMA, AMX, AMX-INT8'
+    assert machine.mkl_path_text(None, 'GenuineIntel') == "MKL's own choice for this CPU"

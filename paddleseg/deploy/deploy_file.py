@@ -21,6 +21,9 @@ package of ``requirements-deploy.txt`` (:func:`import_or_explain`).
       output_op: argmax
       output_dtype: int32
       format: paddle_legacy
+      precision: fp32            # int8: export.py --quantize int8, then also
+      # calibration: {images: 32, method: MinMax, source: val}   (or the folder)
+      # quantization: {format: QDQ, per_channel: true, op_types: [Conv], ...}
 
 Formats (:data:`FORMATS`):
 
@@ -91,10 +94,13 @@ def check_format(fmt):
         import_or_explain('paddle2onnx', 'export --format onnx')
 
 
-def write_deploy(save_dir, model_file, params_file, transforms, shape, output_op, fmt):
+def write_deploy(save_dir, model_file, params_file, transforms, shape, output_op, fmt,
+                 precision='fp32', calibration=None, quantization=None):
     """Write ``save_dir/deploy.yaml`` (see the module's doc); returns
     ``(path, the Deploy mapping)``. ``shape`` is the InputSpec shape (None
-    for a dynamic size)."""
+    for a dynamic size); ``calibration`` and ``quantization`` (mappings)
+    are those of a quantized model
+    (:func:`~paddleseg.deploy.quantize.quantize_onnx`)."""
     deploy = {'model': os.path.basename(model_file)}
     if params_file:
         deploy['params'] = os.path.basename(params_file)
@@ -104,7 +110,12 @@ def write_deploy(save_dir, model_file, params_file, transforms, shape, output_op
         'output_op': output_op,
         'output_dtype': 'int32' if output_op == 'argmax' else 'float32',
         'format': fmt,
+        'precision': precision,
     })
+    if calibration:
+        deploy['calibration'] = dict(calibration)
+    if quantization:
+        deploy['quantization'] = dict(quantization)
     deploy_file = os.path.join(save_dir, 'deploy.yaml')
     with open(deploy_file, 'w') as f:
         yaml.safe_dump({'Deploy': deploy}, f, sort_keys=False)

@@ -4,7 +4,10 @@ Owns saving the program (``paddle.jit.save`` in the IR its format needs)
 and the ONNX conversion. The saved program is the eval-mode model
 (PointRend's adaptive subdivision included) with the export adapters
 swapped in (:mod:`paddleseg.deploy.adapters`) and the output op, with
-``deploy.yaml`` next to it (:mod:`paddleseg.deploy.deploy_file`).
+``deploy.yaml`` next to it (:mod:`paddleseg.deploy.deploy_file`); with
+``quantize='int8'``, the INT8 quantization of the ONNX model
+(:mod:`paddleseg.deploy.quantize`), built in a temporary folder and moved
+into ``save_dir`` only when it succeeded.
 """
 
 import contextlib
@@ -15,9 +18,11 @@ import tempfile
 import paddle
 
 from paddleseg.deploy.adapters import ExportedModel, export_adapters
+from paddleseg.deploy.quantize import check_quantize, quantize_onnx
 from paddleseg.deploy.deploy_file import (DEFAULT_FORMAT, EXPORT_INPUT_NAME, ONNX_OPSET,
                                           check_format, import_or_explain,
                                           parse_input_shape, write_deploy)
+from paddleseg.errors import DeployError
 from paddleseg.utils import logger
 
 
@@ -72,7 +77,8 @@ def _save_onnx(net, prefix, shape):
 
 
 def export(model, save_dir, input_shape=(-1, 3, -1, -1), output_op='argmax',
-           transforms=None, format=DEFAULT_FORMAT):
+           transforms=None, format=DEFAULT_FORMAT, quantize=None, calib_batches=None,
+           calib_source=None):
     """Save ``model`` and ``deploy.yaml`` into ``save_dir``.
 
     Args:
@@ -88,27 +94,67 @@ def export(model, save_dir, input_shape=(-1, 3, -1, -1), output_op='argmax',
             ``deploy.yaml``. Default: None (empty list).
         format (str, optional): One of :data:`~paddleseg.deploy.FORMATS`
             (see :mod:`paddleseg.deploy.deploy_file`). Default: 'paddle_legacy'.
+        quantize (str, optional): 'int8' (format 'onnx' only): the
+            post-training quantization of :mod:`paddleseg.deploy.quantize`.
+            Default: None (float).
+        calib_batches (iterable, optional): With ``quantize``: the
+            ``float32 [1, 3, H, W]`` calibration inputs, normalised as
+            ``transforms`` say (:func:`~paddleseg.deploy.quantize.calibration_batches`).
+        calib_source (str, optional): Where they come from, for
+            ``deploy.yaml`` ('val' or a folder).
 
     Returns:
         dict: ``{'model': path, 'params': path or None, 'deploy': path}``.
     """
     shape = parse_input_shape(input_shape)
     check_format(format)
+    check_quantize(quantize, format)
+    if quantize and calib_batches is None:
+        raise DeployError('quantize {!r} needs calib_batches'.format(quantize))
     model.eval()
     net = ExportedModel(model, output_op)
     net.eval()
     os.makedirs(save_dir, exist_ok=True)
+    work = tempfile.mkdtemp(prefix='.export_', dir=save_dir) if quantize else save_dir
+    try:
+        files = _export_into(net, model, work, shape, output_op, transforms, format,
+                             quantize, calib_batches, calib_source)
+        if quantize:
+            files = {key: None if path is None else _move(path, save_dir)
+                     for key, path in files.items()}
+    finally:
+        if work != save_dir:
+            shutil.rmtree(work, ignore_errors=True)
+    logger.info('Exported the inference model to {} ({}, format {}, input {}, output {}{})'
+                .format(save_dir, os.path.basename(files['model']), format,
+                        [-1 if v is None else v for v in shape], output_op,
+                        ', ' + quantize if quantize else ''))
+    return files
+
+
+def _move(path, folder):
+    """``path`` moved into ``folder`` (replacing a file of its name)."""
+    target = os.path.join(folder, os.path.basename(path))
+    os.replace(path, target)
+    return target
+
+
+def _export_into(net, model, save_dir, shape, output_op, transforms, fmt, quantize,
+                 calib_batches, calib_source):
+    """:func:`export` into the folder ``save_dir`` (existing)."""
     prefix = os.path.join(save_dir, 'model')
-    params_file = None if format == 'onnx' else prefix + '.pdiparams'
+    params_file = None if fmt == 'onnx' else prefix + '.pdiparams'
     with export_adapters(model):
-        if format == 'onnx':
+        if fmt == 'onnx':
             model_file = _save_onnx(net, prefix, shape)
         else:
-            model_file = _save_program(net, prefix, shape,
-                                       old_ir=format == 'paddle_legacy')
-    deploy_file, deploy = write_deploy(save_dir, model_file, params_file, transforms,
-                                       shape, output_op, format)
-    logger.info('Exported the inference model to {} ({}, format {}, input {}, '
-                'output {})'.format(save_dir, deploy['model'], format,
-                                    deploy['input_shape'], output_op))
+            model_file = _save_program(net, prefix, shape, old_ir=fmt == 'paddle_legacy')
+    precision = {}
+    if quantize:
+        calibration, quantization = quantize_onnx(model_file, calib_batches)
+        calibration['source'] = calib_source
+        precision = {'precision': quantize, 'calibration': calibration,
+                     'quantization': quantization}
+    deploy_file, _ = write_deploy(save_dir, model_file, params_file, transforms,
+                                  shape, output_op, fmt, **precision)
     return {'model': model_file, 'params': params_file, 'deploy': deploy_file}
