@@ -292,6 +292,42 @@ def test_persistent_workers_serve_every_epoch_in_order(tiny_root, monkeypatch):
     assert [b['index'].numpy().reshape(-1).tolist() for b in got] == want
 
 
+def test_a_persistent_loader_whose_workers_died_raises_at_the_next_epoch(monkeypatch):
+    """paddle's persistent loader waits for ever for dead workers to resume
+    the next epoch: _endless raises instead (found by the two-rank loader
+    test of tests/test_distributed_failures.py, which then hung)."""
+    import signal
+    import time
+    monkeypatch.setattr(loader_mod, 'probe_sample_nbytes', lambda dataset, seed: None)
+    loader, _ = build_train_loader(_Pids(), 2, 2, _state())
+    batches = _endless(loader)
+    handler = signal.getsignal(signal.SIGCHLD)
+    try:
+        got = [next(batches) for _ in range(2)]  # the whole first epoch
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # paddle's handler would raise here
+        pids = {int(p) for b in got for p in b['pid'].numpy().reshape(-1)}
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while any(os.path.exists('/proc/{}'.format(p)) and
+                  'Z' not in open('/proc/{}/stat'.format(p)).read().split()[2] for p in pids):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        def hung(signum, frame):
+            raise TimeoutError('the next epoch waits for the dead workers')
+        alarm = signal.signal(signal.SIGALRM, hung)
+        signal.alarm(20)
+        try:
+            with pytest.raises(RuntimeError, match='exited unexpectedly'):
+                next(batches)
+        finally:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, alarm)
+    finally:
+        signal.signal(signal.SIGCHLD, handler)
+        batches.close()
+
+
 class _Pixelwise(paddle.nn.Layer):
     """A 1x1 convolution to the 19 classes, with BatchNorm."""
 

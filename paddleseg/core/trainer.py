@@ -60,16 +60,27 @@ def _first_line(exc):
 def _endless(loader):
     """The loader's batches, epoch after epoch (with persistent workers, the
     same worker processes every epoch); closing it shuts the loader
-    iterator (and its workers) down."""
+    iterator (and its workers) down. A persistent loader whose workers died
+    raises at the next epoch (paddle's would wait for them for ever)."""
     batches = None
     try:
         while True:
+            _check_workers(batches)
             batches = iter(loader)
             yield from batches
     finally:
         shutdown = getattr(batches, '_try_shutdown_all', None)
         if shutdown is not None:
             shutdown()
+
+
+def _check_workers(batches):
+    """Raise if the worker processes of ``batches`` (a loader iterator, or
+    None) are not all alive."""
+    dead = [w.pid for w in getattr(batches, '_workers', None) or () if not w.is_alive()]
+    if dead:
+        raise RuntimeError('DataLoader worker processes exited unexpectedly (pids {}) '
+                           'before the next epoch'.format(', '.join(map(str, dead))))
 
 
 class Trainer:
