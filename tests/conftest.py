@@ -1,6 +1,7 @@
 import functools
 import http.server
 import os
+import subprocess
 import sys
 import threading
 
@@ -55,6 +56,31 @@ def pytest_runtest_setup(item):
 
 def pytest_unconfigure(config):
     _set_cuda_devices(_SESSION_CUDA_DEVICES)
+
+
+@pytest.fixture(scope='session')
+def paddleseg_ref():
+    """The python of a venv with PyPI paddleseg 2.8.0 and paddle 3.3.1,
+    made on first use and reused after, version-checked
+    (``benchmarks/ref_venv.sh``; location: ``$SEG_REF_VENV``, else
+    ``~/.cache/pointrend-paddle/paddleseg-2.8.0-paddle-3.3.1``). A venv
+    that cannot be made fails the tests that compare with PaddleSeg itself
+    (marked ``paddleseg_ref``): they are never skipped."""
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+    proc = subprocess.run(['bash', os.path.join(ROOT, 'benchmarks', 'ref_venv.sh')],
+                          capture_output=True, text=True, env=env, timeout=1800)
+    if proc.returncode != 0:
+        pytest.fail('benchmarks/ref_venv.sh could not make the PaddleSeg 2.8.0 venv:\n'
+                    + proc.stderr[-3000:], pytrace=False)
+    return proc.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope='session')
+def tiny_exports(tmp_path_factory):
+    """One tiny model exported once per format and output op, shared by
+    the export, deploy and engine tests (``deploy_helpers.TinyExports``)."""
+    from deploy_helpers import TinyExports
+    return TinyExports(tmp_path_factory.mktemp('exports'))
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
