@@ -54,20 +54,24 @@ def pytest_runtest_setup(item):
         _set_cuda_devices(_SESSION_CUDA_DEVICES)
 
 
-# Outside the GPU suite a test may skip only as an explicit opt-in (marked
-# ``opt_in``: it runs when an environment variable asks for it). Any other
-# skip, an optional package of the test requirements missing for instance,
-# is turned into a failure: CI must not silently leave a check out.
+# Outside the GPU suite a test may skip only by a declared condition: a
+# ``skipif`` marker (a platform or build it cannot run on, or an explicit
+# opt-in, marked ``opt_in``, that an environment variable turns on). A skip
+# decided while the test runs, ``pytest.importorskip`` of an optional
+# package of the test requirements for instance, is turned into a failure:
+# CI must not silently leave a check out.
 def _may_skip(item):
-    return any(item.get_closest_marker(name) is not None for name in ('gpu', 'opt_in'))
+    from _pytest.skipping import evaluate_skip_marks
+    return (any(item.get_closest_marker(name) is not None for name in ('gpu', 'opt_in'))
+            or evaluate_skip_marks(item) is not None)
 
 
 def _no_silent_skip(report, where):
     if report.skipped and not hasattr(report, 'wasxfail'):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.outcome = 'failed'
-        report.longrepr = ('{} skipped ({}), but only GPU tests and opt-ins (marked gpu, '
-                           'opt_in) may skip: install the test requirements '
+        report.longrepr = ('{} skipped ({}), but a test may skip only by a skipif marker '
+                           '(GPU, platform, opt-in): install the test requirements '
                            '(bash run.sh test)'.format(where, reason))
 
 
