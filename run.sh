@@ -3,7 +3,7 @@
 #   bash run.sh            4-GPU training of the reference recipe (as the seed's run.sh)
 #   bash run.sh train      the same
 #   bash run.sh demo       install, make the synthetic demo data, train, evaluate, predict (CPU)
-#   bash run.sh test       install the test requirements and run the test suite
+#   bash run.sh test       install the test requirements and run the test suite (slowest 25 listed)
 #   bash run.sh test-gpu   install the test requirements and run the GPU suite (tests/gpu)
 #   bash run.sh install    install the requirements only (--dry-run: print the pip command)
 # Installing never replaces an installed PaddlePaddle build (paddlepaddle-gpu,
@@ -24,7 +24,7 @@ case "${1:-train}" in
     test)
         shift
         install requirements-dev.txt
-        "$PY" -m pytest -q tests "$@" ;;
+        "$PY" -m pytest -q tests --durations=25 "$@" ;;
     test-gpu)
         shift
         install requirements-dev.txt

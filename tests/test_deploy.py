@@ -6,10 +6,13 @@
   predict.py's on >= 99.9% of the pixels.
 * A plain ``paddle.inference.Config(model, params)`` with its defaults
   (on CPU: IR optimisation and oneDNN on).
-* ONNX Runtime on ``export.py --format onnx`` (skipped without the optional
-  paddle2onnx / onnxruntime of requirements-deploy.txt), at several sizes
-  of one dynamic-size export.
+* ONNX Runtime on ``export.py --format onnx`` (paddle2onnx and onnxruntime
+  are test requirements, requirements-deploy.txt), at several sizes of one
+  dynamic-size export.
 * :func:`paddleseg.deploy.load_engine`.
+
+The model and its exports are the shared ``tiny_exports`` (tests/conftest.py),
+whose subdivision keeps fewer cells than its grid has at every size used here.
 """
 
 import os
@@ -22,8 +25,9 @@ import pytest
 import yaml
 from PIL import Image
 
-from deploy_helpers import deploy_transforms as _transforms, paddleseg_infer
-from tiny_data import make_tiny_cityscapes, seeded_model, write_tiny_config
+from deploy_helpers import (SUBDIVISION_POINTS, deploy_transforms as _transforms,
+                            paddleseg_infer, subdivision_cells)
+from tiny_data import make_tiny_cityscapes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -36,15 +40,12 @@ AGREEMENT = 0.999
 
 
 @pytest.fixture(scope='module')
-def tiny(tmp_path_factory):
-    """A tiny model with fixed random weights, 4 images of 3 sizes, and
+def tiny(tiny_exports, tmp_path_factory):
+    """The shared tiny model and its exports, 4 images of 3 sizes, and
     predict.py's class maps of them."""
     base = tmp_path_factory.mktemp('deploy')
     data = make_tiny_cityscapes(str(base / 'data'), n_train=0, n_val=2)
-    cfg = write_tiny_config(str(base / 'tiny.yml'), data)
-    model = seeded_model(cfg, 7)
-    weights = str(base / 'model.pdparams')
-    paddle.save(model.state_dict(), weights)
+    cfg, weights, model = tiny_exports.cfg, tiny_exports.weights, tiny_exports.model
     images = sorted(os.path.join(dp, f) for dp, _, fs in
                     os.walk(os.path.join(data, 'leftImg8bit')) for f in fs)
     img_dir = base / 'images'
@@ -61,8 +62,10 @@ def tiny(tmp_path_factory):
                       str(img_dir), '--save_dir', pred_dir, '--device', 'cpu'])
     maps = {os.path.basename(p): _png(os.path.join(
         pred_dir, 'pseudo_color_prediction', os.path.basename(p))) for p in paths}
+    for path in paths:  # 64x128, 80x112, 100x70: cut at both steps
+        assert SUBDIVISION_POINTS < subdivision_cells(*cv2.imread(path).shape[:2])
     return {'base': base, 'cfg': cfg, 'weights': weights, 'model': model,
-            'images': paths, 'predict': maps}
+            'images': paths, 'predict': maps, 'exports': tiny_exports}
 
 
 def _png(path):
@@ -70,14 +73,6 @@ def _png(path):
     im = Image.open(path)
     assert im.mode == 'P'
     return np.array(im)
-
-
-def _export(tiny, name, *extra):
-    save_dir = str(tiny['base'] / name)
-    if not os.path.isfile(os.path.join(save_dir, 'deploy.yaml')):
-        export_cli.main(['--config', tiny['cfg'], '--model_path', tiny['weights'],
-                         '--save_dir', save_dir, '--device', 'cpu'] + list(extra))
-    return save_dir
 
 
 def _agreement(tiny, pngs):
@@ -93,7 +88,7 @@ def _agreement(tiny, pngs):
 
 @pytest.mark.parametrize('enable_mkldnn', [False, True])
 def test_default_export_runs_in_paddleseg_infer(tiny, enable_mkldnn):
-    save_dir = _export(tiny, 'default')
+    save_dir = tiny['exports']()
     deploy = yaml.safe_load(open(os.path.join(save_dir, 'deploy.yaml')))['Deploy']
     assert deploy['model'] == 'model.pdmodel' and deploy['format'] == 'paddle_legacy'
     pngs = paddleseg_infer(os.path.join(save_dir, 'deploy.yaml'), tiny['images'],
@@ -109,7 +104,7 @@ def test_default_export_runs_in_paddleseg_infer(tiny, enable_mkldnn):
 def test_logits_export_with_infer_argmax(tiny):
     """``--output_op none`` read by infer.py ``--with_argmax``, batch of 2
     same-size images."""
-    save_dir = _export(tiny, 'logits', '--output_op', 'none')
+    save_dir = tiny['exports']('paddle_legacy', 'none')
     pngs = paddleseg_infer(os.path.join(save_dir, 'deploy.yaml'), tiny['images'][:2],
                            str(tiny['base'] / 'infer_logits'), with_argmax=True,
                            batch_size=2)
@@ -119,7 +114,7 @@ def test_logits_export_with_infer_argmax(tiny):
 def test_default_export_runs_under_a_default_config(tiny):
     """Config(model, params) and nothing else: no consumer needs our passes."""
     from paddle.inference import Config, create_predictor
-    save_dir = _export(tiny, 'default')
+    save_dir = tiny['exports']()
     config = Config(os.path.join(save_dir, 'model.pdmodel'),
                     os.path.join(save_dir, 'model.pdiparams'))
     predictor = create_predictor(config)
@@ -131,15 +126,9 @@ def test_default_export_runs_under_a_default_config(tiny):
         assert share >= AGREEMENT, (path, share)
 
 
-def _ort():
-    pytest.importorskip('paddle2onnx')
-    return pytest.importorskip('onnxruntime')
-
-
 def test_onnx_export_runs_in_onnx_runtime_at_any_size(tiny):
-    _ort()
     import onnx
-    save_dir = _export(tiny, 'onnx', '--format', 'onnx')
+    save_dir = tiny['exports']('onnx')
     deploy = yaml.safe_load(open(os.path.join(save_dir, 'deploy.yaml')))['Deploy']
     assert deploy['model'] == 'model.onnx' and deploy['format'] == 'onnx'
     assert 'params' not in deploy and deploy['transforms'] == [{'type': 'Normalize'}]
@@ -162,7 +151,7 @@ def test_onnx_export_runs_in_onnx_runtime_at_any_size(tiny):
         assert out.dtype == np.int32 and out.shape == x.shape[:1] + x.shape[2:]
         share = (out[0] == tiny['predict'][os.path.basename(path)]).mean()
         assert share >= AGREEMENT, (path, share)
-    # a batch, and a size the subdivision does not cover whole (128x256)
+    # a batch, at another size
     x = np.random.default_rng(1).standard_normal((2, 3, 128, 256)).astype('float32')
     with paddle.no_grad():
         expected = paddle.argmax(tiny['model'](paddle.to_tensor(x))[0], axis=1).numpy()
@@ -170,8 +159,8 @@ def test_onnx_export_runs_in_onnx_runtime_at_any_size(tiny):
 
 
 def test_load_engine_runs_both_paddle_formats_and_checks_the_engine(tiny):
-    legacy = load_engine(_export(tiny, 'default'), cpu_threads=1)
-    pir = load_engine(_export(tiny, 'pir', '--format', 'paddle'), use_onednn=True)
+    legacy = load_engine(tiny['exports'](), cpu_threads=1)
+    pir = load_engine(tiny['exports']('paddle'), use_onednn=True)
     assert legacy.engine == pir.engine == 'inference'
     assert legacy.output_op == 'argmax'
     x = np.random.default_rng(2).standard_normal((1, 3, 72, 96)).astype('float32')
@@ -180,9 +169,9 @@ def test_load_engine_runs_both_paddle_formats_and_checks_the_engine(tiny):
     np.testing.assert_array_equal(legacy(x), expected)
     assert (pir(x) == expected).mean() >= AGREEMENT
     with pytest.raises(ValueError, match='engine'):
-        load_engine(_export(tiny, 'default'), engine='onnx')
+        load_engine(tiny['exports'](), engine='onnx')
     with pytest.raises(ValueError, match='engine'):
-        load_engine(_export(tiny, 'default'), engine='tensorrt')
+        load_engine(tiny['exports'](), engine='tensorrt')
 
 
 def test_onnx_without_paddle2onnx_is_a_one_line_error(tiny, monkeypatch, capsys):

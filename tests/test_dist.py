@@ -160,82 +160,116 @@ def test_single_process_resume_and_seed(tmp_path):
 
 
 # -- two processes (paddle.distributed.launch on CPU) ----------------------------------
-def _launch(tmp_path, save_dir, resume='auto'):
-    """Run the driver on 2 ranks; return (exit status, {rank: record}, logs)."""
-    out, log_dir = tmp_path / 'records', tmp_path / 'log'
-    cmd = [sys.executable, '-m', 'paddle.distributed.launch', '--nproc_per_node', '2',
-           '--log_dir', str(log_dir), DRIVER, str(out), str(save_dir), resume]
-    proc = subprocess.run(cmd, cwd=ROOT, env=LAUNCH_ENV, capture_output=True, text=True,
-                          timeout=300)
-    records = {}
-    for rank in (0, 1):
-        path = out / 'rank{}.json'.format(rank)
-        if path.exists():
-            records[rank] = json.loads(path.read_text())
-    logs = {rank: (log_dir / 'workerlog.{}'.format(rank)).read_text(errors='replace')
-            if (log_dir / 'workerlog.{}'.format(rank)).exists() else ''
-            for rank in (0, 1)}
-    return proc.returncode, records, logs, proc.stdout + proc.stderr
+# The four scenarios run in one launch of the driver (one scenario after the
+# other on both ranks; each has its own folders and records).
+SCENARIOS = ('shared', 'missing', 'copied', 'explicit')
 
 
-def test_two_ranks_on_a_shared_disk_follow_rank_0(tmp_path):
-    shared = tmp_path / 'shared'
+def _scenario_folders(base):
+    """Each scenario's checkpoints; returns its (save_dir, resume) arguments."""
+    shared = base / 'shared' / 'disk'
     _checkpoint(shared / 'iter_4', 4)
     _checkpoint(shared / 'iter_8', 8)
     (shared / 'iter_9').mkdir()  # half-written: skipped
-    status, records, logs, output = _launch(tmp_path, shared)
-    assert status == 0, output[-3000:] + logs[0][-2000:] + logs[1][-2000:]
+    # no shared disk: rank 1's save_dir lacks the iter_8 rank 0 resumes from
+    # (it has an older one, iter_4)
+    missing = base / 'missing'
+    _checkpoint(missing / 'node0' / 'iter_4', 4)
+    _checkpoint(missing / 'node0' / 'iter_8', 8)
+    _checkpoint(missing / 'node1' / 'iter_4', 4)
+    copied = base / 'copied'
+    for node in ('node0', 'node1'):
+        _checkpoint(copied / node / 'iter_8', 8)
+    _checkpoint(copied / 'node1' / 'iter_12', 12)  # newer, but rank 0 decides
+    explicit = base / 'explicit'
+    _checkpoint(explicit / 'node0' / 'iter_8', 8)
+    (explicit / 'node1' / 'iter_8').mkdir(parents=True)  # half-copied: no meta.json
+    return {'shared': (shared, 'auto'),
+            'missing': (missing / 'node{rank}', 'auto'),
+            'copied': (copied / 'node{rank}', 'auto'),
+            'explicit': (explicit / 'node{rank}', explicit / 'node{rank}' / 'iter_8')}
+
+
+@pytest.fixture(scope='module')
+def launched(tmp_path_factory):
+    """One launch of the driver on 2 ranks over every scenario: the exit
+    status, ``{scenario: {rank: record}}``, the workers' logs and output."""
+    base = tmp_path_factory.mktemp('dist_resume')
+    folders = _scenario_folders(base)
+    log_dir = base / 'log'
+    cmd = [sys.executable, '-m', 'paddle.distributed.launch', '--nproc_per_node', '2',
+           '--log_dir', str(log_dir), DRIVER]
+    for name in SCENARIOS:
+        save_dir, resume = folders[name]
+        cmd += [str(base / name / 'records'), str(save_dir), str(resume)]
+    proc = subprocess.run(cmd, cwd=ROOT, env=LAUNCH_ENV, capture_output=True, text=True,
+                          timeout=300)
+    records = {name: {rank: json.loads((base / name / 'records' /
+                                        'rank{}.json'.format(rank)).read_text())
+                      for rank in (0, 1)
+                      if (base / name / 'records' / 'rank{}.json'.format(rank)).exists()}
+               for name in SCENARIOS}
+    logs = {rank: (log_dir / 'workerlog.{}'.format(rank)).read_text(errors='replace')
+            if (log_dir / 'workerlog.{}'.format(rank)).exists() else ''
+            for rank in (0, 1)}
+    output = proc.stdout + proc.stderr + logs[0][-2000:] + logs[1][-2000:]
+    return {'base': base, 'status': proc.returncode, 'records': records, 'logs': logs,
+            'output': output}
+
+
+def _error_lines(log):
+    return [line for line in log.splitlines() if line.startswith('dist_resume_driver: error: ')]
+
+
+def test_the_launch_fails_for_the_failing_scenarios_only(launched):
+    assert launched['status'] == 2, launched['output'][-5000:]
+    for name in SCENARIOS:
+        assert sorted(launched['records'][name]) == [0, 1], (name, launched['output'][-3000:])
+    # one line per failing scenario on each rank, the record's message
+    for rank in (0, 1):
+        assert _error_lines(launched['logs'][rank]) == [
+            'dist_resume_driver: error: ' + launched['records'][name][rank]['error']
+            for name in ('missing', 'explicit')]
+
+
+def test_two_ranks_on_a_shared_disk_follow_rank_0(launched):
+    records, shared = launched['records']['shared'], launched['base'] / 'shared' / 'disk'
     assert records[0]['world'] == records[1]['world'] == 2
     assert records[0]['resume'] == records[1]['resume'] == str(shared / 'iter_8')
     assert records[0]['seed'] == records[1]['seed']  # rank 0's fresh seed
     assert records[0]['given_seed'] == records[1]['given_seed'] == 17
 
 
-def test_a_rank_without_the_checkpoint_fails_clearly_on_every_rank(tmp_path):
+def test_a_rank_without_the_checkpoint_fails_clearly_on_every_rank(launched):
     """No shared disk: each rank has its own save_dir, and rank 1's lacks
     the iter_8 that rank 0 resumes from (it has an older one, iter_4):
     training from iter_4 there, or from scratch, would silently diverge."""
-    _checkpoint(tmp_path / 'node0' / 'iter_4', 4)
-    _checkpoint(tmp_path / 'node0' / 'iter_8', 8)
-    _checkpoint(tmp_path / 'node1' / 'iter_4', 4)
-    status, records, logs, output = _launch(tmp_path, tmp_path / 'node{rank}')
-    assert status != 0
-    missing = str(tmp_path / 'node1' / 'iter_8')
+    records, base = launched['records']['missing'], launched['base'] / 'missing'
+    missing = str(base / 'node1' / 'iter_8')
     host = socket.gethostname()
-    error_line = [line for line in logs[1].splitlines()
-                  if line.startswith('dist_resume_driver: error: ')]
-    assert len(error_line) == 1, logs[1][-3000:]
     message = records[1]['error']
-    assert error_line[0] == 'dist_resume_driver: error: ' + message
     assert 'rank 1 on host {}: {} does not exist'.format(host, missing) in message
     assert 'rank 0 (host {}) resumes from {} (iter 8)'.format(
-        host, tmp_path / 'node0' / 'iter_8') in message
+        host, base / 'node0' / 'iter_8') in message
     assert 'copy' in message and 'shared by all machines' in message
     assert 'rank 0 on host' not in message  # rank 0 has it
     assert 'resume' not in records[1]
-    if 0 in records:  # rank 0 fails with the same line (unless the launcher ended it first)
-        assert records[0]['error'] == message
+    assert records[0]['error'] == message  # rank 0 fails with the same line
 
 
-def test_once_copied_both_ranks_resume_their_own_copy(tmp_path):
-    for node in ('node0', 'node1'):
-        _checkpoint(tmp_path / node / 'iter_8', 8)
-    _checkpoint(tmp_path / 'node1' / 'iter_12', 12)  # newer, but rank 0 decides
-    status, records, logs, output = _launch(tmp_path, tmp_path / 'node{rank}')
-    assert status == 0, output[-3000:] + logs[1][-2000:]
-    assert records[0]['resume'] == str(tmp_path / 'node0' / 'iter_8')
-    assert records[1]['resume'] == str(tmp_path / 'node1' / 'iter_8')
+def test_once_copied_both_ranks_resume_their_own_copy(launched):
+    records, base = launched['records']['copied'], launched['base'] / 'copied'
+    assert 'error' not in records[0] and 'error' not in records[1]
+    assert records[0]['resume'] == str(base / 'node0' / 'iter_8')
+    assert records[1]['resume'] == str(base / 'node1' / 'iter_8')
 
 
-def test_an_explicit_checkpoint_missing_on_one_rank_fails_clearly(tmp_path):
-    _checkpoint(tmp_path / 'node0' / 'iter_8', 8)
-    (tmp_path / 'node1' / 'iter_8').mkdir(parents=True)  # half-copied: no meta.json
-    status, records, logs, output = _launch(
-        tmp_path, tmp_path / 'node{rank}', str(tmp_path / 'node{rank}' / 'iter_8'))
-    assert status != 0
+def test_an_explicit_checkpoint_missing_on_one_rank_fails_clearly(launched):
+    records, base = launched['records']['explicit'], launched['base'] / 'explicit'
     message = records[1]['error']
     assert message.startswith('--resume_model {}: rank 1 on host {}: {} is not a complete '
-                              'checkpoint'.format(tmp_path / 'node1' / 'iter_8',
+                              'checkpoint'.format(base / 'node1' / 'iter_8',
                                                   socket.gethostname(),
-                                                  tmp_path / 'node1' / 'iter_8'))
+                                                  base / 'node1' / 'iter_8'))
     assert 'rank 0 on host' not in message
+    assert 'error' in records[0] and 'resume' not in records[0]  # rank 0 stops too

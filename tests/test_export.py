@@ -1,10 +1,12 @@
 """export.py: static inference model + deploy.yaml, fixed and dynamic input.
 
-A tiny ResNet18_vd PointRendFPN with fixed random weights is exported in
-both Paddle formats (paddle_legacy, the default: model.pdmodel; paddle:
-model.json); the loaded program (paddle.inference and paddle.jit.load)
-must give the argmax of the dygraph eval-mode model, subdivision included.
-ONNX and the consumers outside this repository: tests/test_deploy.py.
+The tiny model of ``tiny_exports`` (tests/conftest.py: ResNet18_vd
+PointRendFPN, fixed random weights, its subdivision cut at fewer cells than
+the grid has) is exported in both Paddle formats (paddle_legacy, the
+default: model.pdmodel; paddle: model.json); the loaded program
+(paddle.inference and paddle.jit.load) must give the argmax of the dygraph
+eval-mode model, subdivision included. ONNX and the consumers outside this
+repository: tests/test_deploy.py.
 """
 
 import contextlib
@@ -16,7 +18,7 @@ import paddle
 import pytest
 import yaml
 
-from tiny_data import write_tiny_config
+from deploy_helpers import SUBDIVISION_POINTS, subdivision_cells
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -28,23 +30,27 @@ MODEL_FILES = {'paddle_legacy': 'model.pdmodel', 'paddle': 'model.json'}
 
 
 @pytest.fixture(scope='module')
-def tiny(tmp_path_factory):
-    from paddleseg.cvlibs import Config, SegBuilder
-    base = tmp_path_factory.mktemp('export')
-    os.makedirs(base / 'data')
-    cfg = write_tiny_config(str(base / 'tiny.yml'), str(base / 'data'))
-    paddle.seed(11)
-    model = SegBuilder(Config(cfg)).model
-    model.eval()
-    weights = str(base / 'model.pdparams')
-    paddle.save(model.state_dict(), weights)
-    return {'base': base, 'cfg': cfg, 'weights': weights, 'model': model}
+def tiny(tiny_exports, tmp_path_factory):
+    """The shared model and exports; this module's own exports go to ``base``."""
+    return {'base': tmp_path_factory.mktemp('export'), 'cfg': tiny_exports.cfg,
+            'weights': tiny_exports.weights, 'model': tiny_exports.model,
+            'exports': tiny_exports}
+
+
+def _pir_flag():
+    return paddle.framework.get_flags('FLAGS_enable_pir_api')['FLAGS_enable_pir_api']
 
 
 def _export(tiny, name, *extra):
+    """export.py into ``base/name``; the old-IR export switches the IR for
+    its own time only (checked after every export of this module)."""
     save_dir = str(tiny['base'] / name)
+    if os.path.isdir(save_dir):
+        return save_dir
+    before = _pir_flag()
     export_cli.main(['--config', tiny['cfg'], '--model_path', tiny['weights'],
                      '--save_dir', save_dir, '--device', 'cpu'] + list(extra))
+    assert _pir_flag() == before and paddle.in_dynamic_mode()
     return save_dir
 
 
@@ -102,7 +108,7 @@ def test_fixed_shape_export_matches_dygraph(tiny, fmt):
 
 
 def test_default_format_is_paddle_legacy(tiny):
-    save_dir = _export(tiny, 'dynamic_paddle_legacy')  # default -1 3 -1 -1
+    save_dir = tiny['exports']()  # export.py with no --format, --output_op, --input_shape
     deploy = yaml.safe_load(open(os.path.join(save_dir, 'deploy.yaml')))['Deploy']
     assert deploy['format'] == 'paddle_legacy' and deploy['model'] == 'model.pdmodel'
     assert deploy['input_shape'] == [-1, 3, -1, -1]
@@ -111,13 +117,12 @@ def test_default_format_is_paddle_legacy(tiny):
 
 @pytest.mark.parametrize('fmt', ['paddle_legacy', 'paddle'])
 def test_dynamic_shape_export_matches_dygraph_at_other_sizes(tiny, fmt):
-    save_dir = str(tiny['base'] / ('dynamic_' + fmt))
-    if not os.path.isdir(save_dir):
-        save_dir = _export(tiny, 'dynamic_' + fmt, '--format', fmt)
-    predictor = _predictor(save_dir)
-    # 128x256: the subdivision keeps 8196 of 32768 cells; 64x96: all cells
+    """At every size the subdivision keeps fewer cells than its grid has
+    (a wrong TopK or scatter in the program would move the class map)."""
+    predictor = _predictor(tiny['exports'](fmt))
     for shape in ((1, 64, 128), (2, 96, 160), (1, 128, 256), (1, 64, 96),
                   (1, 100, 70)):
+        assert SUBDIVISION_POINTS < subdivision_cells(*shape[1:])
         x = _image(*shape[1:], n=shape[0], seed=sum(shape))
         out = run_predictor(predictor, x)
         assert out.shape == (shape[0],) + shape[1:]
@@ -127,8 +132,7 @@ def test_dynamic_shape_export_matches_dygraph_at_other_sizes(tiny, fmt):
 @pytest.mark.parametrize('fmt', ['paddle_legacy', 'paddle'])
 @pytest.mark.parametrize('output_op', ['softmax', 'none'])
 def test_float_outputs(tiny, output_op, fmt):
-    save_dir = _export(tiny, output_op + fmt, '--output_op', output_op,
-                       '--input_shape', '1', '3', '-1', '-1', '--format', fmt)
+    save_dir = tiny['exports'](fmt, output_op)
     deploy = yaml.safe_load(open(os.path.join(save_dir, 'deploy.yaml')))['Deploy']
     assert deploy['output_op'] == output_op and deploy['output_dtype'] == 'float32'
     x = _image(64, 96, seed=3)
@@ -145,25 +149,14 @@ def test_float_outputs(tiny, output_op, fmt):
     ('dynamic', []), ('fixed', ['--input_shape', '1', '3', '64', '128'])])
 def test_onednn_predictor_matches_dygraph(tiny, name, args, fmt):
     """oneDNN (MKLDNN) CPU kernels, as create_predictor sets them up."""
-    save_dir = str(tiny['base'] / '{}_{}'.format(name, fmt))
-    if not os.path.isdir(save_dir):
-        save_dir = _export(tiny, '{}_{}'.format(name, fmt), '--format', fmt, *args)
+    save_dir = (tiny['exports'](fmt) if name == 'dynamic'
+                else _export(tiny, '{}_{}'.format(name, fmt), '--format', fmt, *args))
     x = _image(64, 128, seed=5)
     out = run_predictor(_predictor(save_dir, use_onednn=True), x)
     expected = _dygraph(tiny['model'], x)
     assert out.shape == expected.shape
     # oneDNN kernels may sum in another order: allow a few flipped near-ties
     assert (out == expected).mean() > 0.999
-
-
-def test_both_formats_in_one_process_leave_the_ir_as_it_was(tiny):
-    """The old-IR export switches the IR for its own time only."""
-    before = paddle.framework.get_flags('FLAGS_enable_pir_api')['FLAGS_enable_pir_api']
-    _export(tiny, 'ir_a', '--format', 'paddle_legacy', '--input_shape', '1', '3', '64', '64')
-    assert paddle.framework.get_flags('FLAGS_enable_pir_api')['FLAGS_enable_pir_api'] == before
-    assert paddle.in_dynamic_mode()
-    save_dir = _export(tiny, 'ir_b', '--format', 'paddle', '--input_shape', '1', '3', '64', '64')
-    assert os.path.isfile(os.path.join(save_dir, 'model.json'))
 
 
 def test_bad_input_shape_is_a_one_line_error(tiny, capsys):

@@ -120,6 +120,7 @@ def test_requirement_file_parsing(tmp_path):
     assert others == ['numpy>=1.26', 'paddlepaddle_extra>=1', 'pyyaml>=6.0']
 
 
+@pytest.mark.opt_in
 @pytest.mark.skipif(os.environ.get('SEG_TEST_INSTALL') != '1',
                     reason='pip install into a venv (about a minute, may '
                            'fetch setuptools and wheel from PyPI); set '

@@ -6,9 +6,10 @@ PaddleSeg 2.8 saves ``iter_N/`` with only ``model.pdparams`` and
 those keys, in the file's order, with the structured name of each one's
 parameter, for PaddleSeg's PointRend on ResNet18_vd after 2 steps of its
 Momentum (``tests/golden/paddleseg_checkpoint.py fixture``), so the
-mapping is checked without PaddleSeg. With the throw-away venv of PyPI
-paddleseg 2.8.0 (``/tmp/golden-ref-venv``, or ``$PADDLESEG_REF_PYTHON``)
-the tests marked below also run PaddleSeg itself: (a) its real checkpoint
+mapping is checked without PaddleSeg. The tests marked ``paddleseg_ref``
+also run PaddleSeg itself, in the throw-away venv of PyPI paddleseg 2.8.0
+that the suite makes or reuses (the ``paddleseg_ref`` fixture of
+``tests/conftest.py``, ``benchmarks/ref_venv.sh``): (a) its real checkpoint
 is resumed here, (b) ours is resumed by PaddleSeg's own ``resume``.
 """
 
@@ -35,9 +36,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 FIXTURE = os.path.join(HERE, 'golden', 'paddleseg_pdopt_r18.json')
 SCRIPT = os.path.join(HERE, 'golden', 'paddleseg_checkpoint.py')
-REF_PYTHON = os.environ.get('PADDLESEG_REF_PYTHON', '/tmp/golden-ref-venv/bin/python')
-needs_venv = pytest.mark.skipif(not os.path.isfile(REF_PYTHON),
-                                reason='no venv with PyPI paddleseg 2.8.0 at ' + REF_PYTHON)
+
+
 def _fixture():
     with open(FIXTURE) as f:
         return json.load(f)
@@ -313,19 +313,20 @@ def test_optimizer_state_drops_nothing_of_a_state_without_accumulators():
 
 # -- against PaddleSeg 2.8.0 itself --------------------------------------------
 
-def _ref(*args):
+def _ref(ref_python, *args):
     env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
-    proc = subprocess.run([REF_PYTHON, SCRIPT] + [str(a) for a in args], cwd='/tmp',
+    proc = subprocess.run([ref_python, SCRIPT] + [str(a) for a in args], cwd='/tmp',
                           capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 
 
-@needs_venv
-def test_a_paddleseg_checkpoint_resumes_here_with_every_velocity(tiny, tmp_path, capsys):
+@pytest.mark.paddleseg_ref
+def test_a_paddleseg_checkpoint_resumes_here_with_every_velocity(tiny, tmp_path, capsys,
+                                                                 paddleseg_ref):
     """(a) PaddleSeg 2.8.0 trains 2 steps and saves iter_2 as its loop does;
     our trainer resumes it at iter 3 with its weights and velocities."""
-    _ref('save', tmp_path)
+    _ref(paddleseg_ref, 'save', tmp_path)
     folder = str(tmp_path / 'iter_2')
     with open(tmp_path / 'truth.json') as f:
         truth = json.load(f)
@@ -344,17 +345,17 @@ def test_a_paddleseg_checkpoint_resumes_here_with_every_velocity(tiny, tmp_path,
     assert read_meta(str(tmp_path / 'out' / 'iter_3'))['iter'] == 3
 
 
-def _paddleseg_resumes_ours(ours, tmp_path):
+def _paddleseg_resumes_ours(ref_python, ours, tmp_path):
     out = tmp_path / 'paddleseg.npz'
-    _ref('load', ours['folder'], out, 1)   # warmup_iters: 1, as the tiny config
+    _ref(ref_python, 'load', ours['folder'], out, 1)   # warmup_iters: 1, as the tiny config
     loaded = np.load(out)
     assert int(loaded['iter']) == 2 and int(loaded['last_epoch']) == 2
     return {k[2:]: loaded[k] for k in loaded.files if k.startswith('v/')}
 
 
-@needs_venv
-def test_paddleseg_resumes_ours_with_every_velocity(ours, tmp_path):
-    theirs = _paddleseg_resumes_ours(ours, tmp_path)
+@pytest.mark.paddleseg_ref
+def test_paddleseg_resumes_ours_with_every_velocity(ours, tmp_path, paddleseg_ref):
+    theirs = _paddleseg_resumes_ours(paddleseg_ref, ours, tmp_path)
     ours_v = _ours_by_structured(ours)
     assert sorted(theirs) == sorted(ours_v)
     for name, value in ours_v.items():

@@ -7,9 +7,11 @@ import inspect
 import json
 import os
 
+import cv2
 import numpy as np
 import paddle
 import pytest
+from PIL import Image
 
 import paddleseg.core as core
 from paddleseg.cvlibs import Config, SegBuilder
@@ -91,6 +93,40 @@ def test_a_paddleseg_28_script_trains_evaluates_and_predicts(tiny, tmp_path, cap
                                  for p in image_list)
     for name, value in model.state_dict().items():   # the trained weights were loaded
         np.testing.assert_array_equal(fresh.state_dict()[name].numpy(), value.numpy())
+    _check_pictures(model, builder.val_transforms, image_list, image_dir, pred_dir)
+
+
+def _check_pictures(model, transforms, image_list, image_dir, pred_dir):
+    """Each colour map holds the trained model's class map (pixel values:
+    class ids, palette: Cityscapes' colours), and each overlay is 0.6 of
+    the image plus 0.4 of the colour map (within JPEG's rounding)."""
+    model.eval()
+    classes = set()
+    for path in image_list:
+        stem = os.path.splitext(os.path.relpath(path, image_dir))[0]
+        x = Compose(transforms)({'img': path})['img'][np.newaxis]
+        with paddle.no_grad():
+            want = paddle.argmax(model(paddle.to_tensor(x))[0], axis=1)[0].numpy()
+        color = Image.open(os.path.join(pred_dir, 'pseudo_color_prediction', stem + '.png'))
+        assert color.mode == 'P'
+        got = np.array(color)
+        assert got.shape == want.shape == (64, 128)
+        np.testing.assert_array_equal(got, want)
+        classes |= set(np.unique(got).tolist())
+        palette = np.array(color.getpalette()[:3 * 19]).reshape(19, 3)
+        assert palette[0].tolist() == [128, 64, 128] and palette[13].tolist() == [0, 0, 142]
+        image = cv2.imread(path).astype(np.float64)                  # BGR
+        added = cv2.imread(os.path.join(pred_dir, 'added_prediction', stem + '.jpg'))
+        assert added.shape == image.shape
+
+        def off(class_map, weight=0.6):   # mean distance to such a blend
+            return np.abs(added - weight * image - (1 - weight) *
+                          palette[class_map][:, :, ::-1]).mean()
+        # JPEG's rounding of these noisy pictures is ~5 levels; the blend of
+        # another class map, or with other weights, is much farther
+        assert off(got) < 8, off(got)
+        assert 1.5 * off(got) < min(off((got + 1) % 19), off(got, 0.4), off(got, 1.0))
+    assert len(classes) >= 2, classes           # a class map worth comparing
 
 
 def test_train_takes_paddlesegs_positional_arguments(tiny, tmp_path):

@@ -4,11 +4,34 @@ Both sides (PyPI paddleseg 2.8.0 in a throw-away venv, and ours) fill every
 parameter and BatchNorm statistic of a model from one seeded numpy generator,
 visiting the state dict in sorted key order, so the fixtures need to store
 only the seed, the inputs and the outputs. Imports nothing but numpy and
-paddle so that it runs in either environment.
+paddle so that it runs in either environment. :func:`require_reference` is
+the reference side's check that it runs PaddleSeg 2.8.0 itself.
 """
+
+import os
 
 import numpy as np
 import paddle
+
+REFERENCE_VERSION = '2.8.0'
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def require_reference():
+    """Stop unless ``import paddleseg`` gives PyPI paddleseg 2.8.0 from
+    outside this repository: a generator run with the repository on the
+    path (PYTHONPATH, the current folder) would compare our code with
+    itself. Returns the imported module."""
+    import paddleseg
+    where = os.path.realpath(paddleseg.__file__)
+    if where.startswith(os.path.realpath(REPOSITORY) + os.sep):
+        raise SystemExit('paddleseg is imported from this repository ({}), not the '
+                         'reference venv: unset PYTHONPATH and run from outside it'
+                         .format(where))
+    if paddleseg.__version__ != REFERENCE_VERSION:
+        raise SystemExit('paddleseg {} at {}: the fixtures are made with paddleseg {}'
+                         .format(paddleseg.__version__, where, REFERENCE_VERSION))
+    return paddleseg
 
 
 def fill_state_dict(model, seed):

@@ -213,10 +213,10 @@ def state_dict_shapes():
 
 
 def main():
+    paddleseg = golden_weights.require_reference()
     paddle.set_device('cpu')
-    import paddleseg
-    print('reference: paddleseg', paddleseg.__version__, 'paddle',
-          paddle.__version__, file=sys.stderr)
+    print('reference: paddleseg', paddleseg.__version__, 'at', paddleseg.__file__,
+          'paddle', paddle.__version__, file=sys.stderr)
     eval_x, train_x = golden_weights.make_inputs(SEED)
     eval2_x = golden_weights.make_eval2_input(SEED)
     model = golden_weights.fill_state_dict(build_reference(), SEED)

@@ -7,9 +7,13 @@ Each rank takes a save_dir, agrees on a seed with
 ``error``). A CheckpointError exits 2 with one ``dist_resume_driver: error:``
 line on stderr, as the entry scripts do.
 
-Usage: ``dist_resume_driver.py OUT SAVE_DIR RESUME`` where SAVE_DIR and
-RESUME may hold ``{rank}``: one folder per rank simulates machines without a
-shared disk (the same path on each machine, different contents).
+Usage: ``dist_resume_driver.py OUT SAVE_DIR RESUME [OUT SAVE_DIR RESUME ...]``
+where SAVE_DIR and RESUME may hold ``{rank}``: one folder per rank simulates
+machines without a shared disk (the same path on each machine, different
+contents). Several triples are several scenarios, run in order in the same
+launch (each with its own OUT); the error line is printed for each that
+fails, and the exit (2 if any failed) waits until every rank has written
+all its records.
 """
 
 import json
@@ -25,8 +29,8 @@ from paddleseg.utils import dist  # noqa: E402
 from paddleseg.cli.build import setup_device  # noqa: E402
 
 
-def main(out, save_dir, resume):
-    setup_device('cpu')
+def scenario(out, save_dir, resume):
+    """One scenario: writes ``out/rank<N>.json``; returns the record."""
     rank = paddle.distributed.get_rank()
     save_dir = save_dir.format(rank=rank)
     record = {'rank': rank, 'world': dist.world_size()}
@@ -41,8 +45,16 @@ def main(out, save_dir, resume):
         json.dump(record, f)
     if 'error' in record:
         print('dist_resume_driver: error: {}'.format(record['error']), file=sys.stderr)
+    return record
+
+
+def main(args):
+    setup_device('cpu')
+    records = [scenario(*args[i:i + 3]) for i in range(0, len(args) - 2, 3)]
+    dist.all_gather_objects(None)  # every rank has written its records
+    if any('error' in record for record in records):
         sys.exit(2)
 
 
 if __name__ == '__main__':
-    main(*sys.argv[1:4])
+    main(sys.argv[1:])
