@@ -12,6 +12,7 @@ import pytest
 
 from paddleseg.core import amp
 from paddleseg.errors import ConfigError
+from train_helpers import gpu_grad_scaler  # tests/helpers
 
 
 def _net():
@@ -140,26 +141,7 @@ def test_autocast_fp32_is_a_no_op_and_fp16_asks_paddle(monkeypatch):
 def enabled_scaler(monkeypatch):
     """A real GradScaler made while paddle believes the place is a GPU
     (on a CPU place paddle disables every scaler)."""
-    import paddle.amp.grad_scaler as grad_scaler
-
-    class Gpu:
-        def is_gpu_place(self):
-            return True
-
-        def is_xpu_place(self):
-            return False
-
-        def is_custom_place(self):
-            return False
-
-    def make(**kwargs):
-        with monkeypatch.context() as m:
-            m.setattr(grad_scaler, '_dygraph_tracer',
-                      lambda: types.SimpleNamespace(_expected_place=Gpu()))
-            scaler = amp.make_grad_scaler('fp16', **kwargs)
-        assert scaler.is_enable()
-        return scaler
-    return make
+    return lambda **kwargs: gpu_grad_scaler(monkeypatch, **kwargs)
 
 
 def test_scaler_state_round_trip_through_a_file(enabled_scaler, tmp_path):

@@ -24,6 +24,7 @@ from paddleseg.core.options import TrainOptions
 from paddleseg.core.state import LossTerms
 from paddleseg.core.trainer import Trainer
 from paddleseg.models.losses import CrossEntropyLoss
+from train_helpers import TinyData, gpu_grad_scaler  # tests/helpers
 
 
 class TwoHeads(paddle.nn.Layer):
@@ -54,41 +55,10 @@ class NaNAt(paddle.nn.Layer):
         return loss * float('nan') if self.calls in self.at else loss
 
 
-class TinyData:
-    num_classes = 2
-    ignore_index = 255
-
-    def __init__(self, n=4):
-        rng = np.random.default_rng(0)
-        self.items = [{'img': rng.standard_normal((3, 8, 8)).astype('float32'),
-                       'label': rng.integers(0, 2, (8, 8)).astype('int64')} for _ in range(n)]
-
-    def __len__(self):
-        return len(self.items)
-
-    def __getitem__(self, index):
-        return dict(self.items[index])
 
 
 def _enabled_scaler(monkeypatch):
-    import paddle.amp.grad_scaler as grad_scaler
-
-    class Gpu:
-        def is_gpu_place(self):
-            return True
-
-        def is_xpu_place(self):
-            return False
-
-        def is_custom_place(self):
-            return False
-
-    with monkeypatch.context() as m:
-        m.setattr(grad_scaler, '_dygraph_tracer',
-                  lambda: types.SimpleNamespace(_expected_place=Gpu()))
-        scaler = amp.make_grad_scaler('fp16')
-    assert scaler.is_enable()
-    return scaler
+    return gpu_grad_scaler(monkeypatch)
 
 
 def _trainer(tmp_path, monkeypatch, precision, nan_at=(), iters=4, **opts):

@@ -21,6 +21,7 @@ from paddleseg.core.trainer import Trainer
 from paddleseg.utils.dist import resolve_resume as _resolve_resume
 from paddleseg.errors import ConfigError
 from paddleseg.models.losses import CrossEntropyLoss
+from train_helpers import TinyData  # tests/helpers
 
 
 class TinySeg(paddle.nn.Layer):
@@ -33,20 +34,6 @@ class TinySeg(paddle.nn.Layer):
         return [self.bn(self.conv(x))]
 
 
-class TinyData:
-    num_classes = 2
-    ignore_index = 255
-
-    def __init__(self, n=4):
-        rng = np.random.default_rng(0)
-        self.items = [{'img': rng.standard_normal((3, 8, 8)).astype('float32'),
-                       'label': rng.integers(0, 2, (8, 8)).astype('int64')} for _ in range(n)]
-
-    def __len__(self):
-        return len(self.items)
-
-    def __getitem__(self, index):
-        return dict(self.items[index])
 
 
 def _parts():
