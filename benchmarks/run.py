@@ -53,7 +53,9 @@ DEFAULT_THREADS = 2  # the cases other than 'engine', without --threads
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--ref_venv', default='/tmp/paddleseg-2.8.0-venv')
+    p.add_argument('--ref_venv', default=None,
+                   help="the PaddleSeg 2.8.0 venv (default: ref_venv.sh's, the test "
+                        "suite's too: $SEG_REF_VENV, else under ~/.cache/pointrend-paddle)")
     p.add_argument('--threads', type=int, default=None,
                    help='CPU threads of each side (default: {} for every case but the '
                         'engine cases, which use all cores: {} here)'.format(
@@ -126,7 +128,7 @@ def plan(quick):
 
 
 def ref_python(venv):
-    out = subprocess.run(['bash', os.path.join(HERE, 'ref_venv.sh'), venv],
+    out = subprocess.run(['bash', os.path.join(HERE, 'ref_venv.sh')] + ([venv] if venv else []),
                          check=True, capture_output=True, text=True)
     return out.stdout.strip().splitlines()[-1]
 
