@@ -438,6 +438,7 @@ def engine_agreement(class_map, reference, labels, num_classes=19):
         return metrics_from_confusion(confusion_matrix(pred, labels, num_classes))['miou']
     return agreement, abs(miou(class_map) - miou(reference))
 
+
 # (engine's name in the report, export it runs, load_engine's engine, its
 #  options): the engines of task_engine, in the order of the report's lines
 ENGINE_RUNS = (
@@ -475,8 +476,8 @@ def task_engine(args, paddle):
     export.py writes by default): formats ``paddle_legacy`` and ``onnx``
     (also quantized to INT8).
     Engines (:data:`ENGINE_RUNS`), each timed with :func:`timed` on the same
-    numpy input (input
-    copy-in and class map copy-out included, as a user's call has them):
+    numpy input (input copy-in and class map copy-out included, as a user's
+    call has them):
 
     * ``dygraph``: ``model.eval()``, the argmax of the logits, to numpy;
     * ``inference``: the paddle_legacy export in Paddle Inference, oneDNN off;
@@ -513,8 +514,8 @@ def task_engine(args, paddle):
       for the mIoU change on a real validation set, not that change.
 
     An engine (or an export) that fails records its one-line ``error``
-    instead, one not run here its ``not_run`` reason. The dygraph logits go to ``--out``.npy (run.py compares them
-    with PaddleSeg's).
+    instead, one not run here its ``not_run`` reason. The dygraph logits go
+    to ``--out``.npy (run.py compares them with PaddleSeg's).
     """
     import gc
     import shutil
