@@ -439,6 +439,33 @@ def engine_agreement(class_map, reference, labels, num_classes=19):
     return agreement, abs(miou(class_map) - miou(reference))
 
 
+# (engine's name in the report, export it runs, load_engine's engine, its
+#  options): the engines of task_engine, in the order of the report's lines
+ENGINE_RUNS = (
+    ('inference', 'paddle_legacy', 'inference', dict(use_onednn=False)),
+    ('inference+oneDNN', 'paddle_legacy', 'inference', dict(use_onednn=True)),
+    ('onnx', 'onnx', 'onnx', {}),
+    ('onnx int8', 'onnx_int8', 'onnx', {}),
+    ('openvino', 'onnx', 'openvino', dict(precision='fp32')),
+    ('openvino bf16', 'onnx', 'openvino', dict(precision='bf16')),
+    ('openvino int8', 'onnx_int8', 'openvino', dict(precision='fp32')),
+    ('inference+oneDNN, fixed-size export', 'paddle_legacy_fixed', 'inference',
+     dict(use_onednn=True)),
+)
+
+
+def not_run_reason(options):
+    """Why an engine of :data:`ENGINE_RUNS` with ``options`` is not run on
+    this machine, or None: bf16 only where the CPU has bf16 instructions
+    (:func:`paddleseg.utils.cpu.bf16_isa`, the check behind ``--precision
+    bf16``)."""
+    from paddleseg.utils.cpu import bf16_isa
+    if options.get('precision') == 'bf16' and bf16_isa() is None:
+        return ('no AMX-BF16 or AVX512-BF16 on this CPU (paddleseg.utils.cpu.bf16_isa), '
+                'so OpenVINO would compute in fp32')
+    return None
+
+
 def task_engine(args, paddle):
     """Our model in each engine that val.py / predict.py ``--engine`` offer,
     on one input, against our own dygraph pass (``--side ours`` only; run.py
@@ -448,8 +475,9 @@ def task_engine(args, paddle):
     ``paddleseg.deploy.export`` (dynamic N/H/W, output_op argmax, as
     export.py writes by default): formats ``paddle_legacy`` and ``onnx``
     (also quantized to INT8).
-    Engines, each timed with :func:`timed` on the same numpy input (input
-    copy-in and class map copy-out included, as a user's call has them):
+    Engines (:data:`ENGINE_RUNS`), each timed with :func:`timed` on the same
+    numpy input (input copy-in and class map copy-out included, as a user's
+    call has them):
 
     * ``dygraph``: ``model.eval()``, the argmax of the logits, to numpy;
     * ``inference``: the paddle_legacy export in Paddle Inference, oneDNN off;
@@ -457,6 +485,15 @@ def task_engine(args, paddle):
     * ``onnx``: the onnx export in ONNX Runtime (CPU);
     * ``onnx int8``: its INT8 quantization (``export.py --quantize int8``,
       calibrated on four other structured images), in ONNX Runtime;
+    * ``openvino``: the onnx export in OpenVINO (``load_engine(dir,
+      'openvino', precision='fp32')``);
+    * ``openvino bf16``: the same in bf16, only on a CPU with bf16
+      instructions (:func:`not_run_reason`; elsewhere the engine's line
+      says it was not run and why);
+    * ``openvino int8``: the INT8 quantization in OpenVINO (compiled for
+      this input's size in the warm-up call, since OpenVINO does not
+      compile the dynamic-size QDQ model: so its peak memory includes the
+      compilation);
     * ``inference+oneDNN, fixed-size export``: a paddle_legacy export of
       this input's size (``export.py --input_shape 1 3 H W``), which keeps
       the FPN head's shortcut that a dynamic-size program cannot take.
@@ -477,13 +514,14 @@ def task_engine(args, paddle):
       for the mIoU change on a real validation set, not that change.
 
     An engine (or an export) that fails records its one-line ``error``
-    instead. The dygraph logits go to ``--out``.npy (run.py compares them
-    with PaddleSeg's).
+    instead, one not run here its ``not_run`` reason. The dygraph logits go
+    to ``--out``.npy (run.py compares them with PaddleSeg's).
     """
     import gc
     import shutil
     import tempfile
     from paddleseg.deploy import export, load_engine
+    from paddleseg.utils.cpu import bf16_isa
     model = build_model(args)
     model.eval()
     x = inputs(args)
@@ -526,19 +564,16 @@ def task_engine(args, paddle):
                 export_errors[fmt] = 'export: ' + _one_line(exc)
         model = None  # free the dygraph model before the engines load
         gc.collect()
-        for name, fmt, engine, onednn in (
-                ('inference', 'paddle_legacy', 'inference', False),
-                ('inference+oneDNN', 'paddle_legacy', 'inference', True),
-                ('onnx', 'onnx', 'onnx', False),
-                ('onnx int8', 'onnx_int8', 'onnx', False),
-                ('inference+oneDNN, fixed-size export', 'paddle_legacy_fixed',
-                 'inference', True)):
+        for name, fmt, engine, options in ENGINE_RUNS:
             if fmt in export_errors:
                 engines[name] = {'error': export_errors[fmt]}
                 continue
+            reason = not_run_reason(options)
+            if reason:
+                engines[name] = {'not_run': reason}
+                continue
             try:
-                run = load_engine(folders[fmt], engine, use_onednn=onednn,
-                                  cpu_threads=args.threads)
+                run = load_engine(folders[fmt], engine, cpu_threads=args.threads, **options)
                 out = {}
 
                 def call():
@@ -549,6 +584,8 @@ def task_engine(args, paddle):
                 agreement, miou_diff = engine_agreement(out['map'], reference, labels)
                 engines[name] = {'seconds': seconds, 'times': times, 'peak_mb': peak,
                                  'agreement': agreement, 'miou_diff': miou_diff}
+                if options.get('precision') == 'bf16':
+                    engines[name]['note'] = 'bf16 on ' + bf16_isa()
             except Exception as exc:  # report, do not crash: that is the finding
                 engines[name] = {'error': _one_line(exc)}
             run = out = None

@@ -15,8 +15,10 @@ are printed next to the measured ratios.
 
 The engine cases run our model in every engine of val.py / predict.py
 ``--engine`` (dygraph, the exported program in Paddle Inference without and
-with oneDNN, and in ONNX Runtime; ``bench_worker.task_engine``) against
-PaddleSeg's dygraph eval on the same input, one table line per engine.
+with oneDNN, in ONNX Runtime fp32 and INT8, and in OpenVINO fp32, bf16 where
+the CPU has it, and INT8; ``bench_worker.ENGINE_RUNS``) against PaddleSeg's
+dygraph eval on the same input, one table line per engine, so the
+low-precision engines' ratios sit beside each other in one run.
 
 Each row names the CPU model, its instruction sets and the MKL code path
 of each side (``benchmarks/machine.py``). On an AMD CPU, where Paddle's MKL
@@ -294,12 +296,13 @@ def combine(rounds):
 def _combine_engines(rounds):
     """Our side of an engine case over the rounds, per engine: the median
     time and peak memory, the worst agreement and mIoU difference, or the
-    first error; and the per-round ratios PaddleSeg dygraph / engine."""
+    first error (or reason it was not run); and the per-round ratios
+    PaddleSeg dygraph / engine."""
     runs = [r['ours']['engines'] for r in rounds]
     engines, speedups = {}, {}
     for name in runs[0]:
         got = [run.get(name, {'error': 'missing'}) for run in runs]
-        failed = [g for g in got if 'error' in g]
+        failed = [g for g in got if 'seconds' not in g]
         if failed:
             engines[name] = dict(failed[0])
             continue
@@ -378,10 +381,12 @@ def format_engines(name, res, target, diff):
     lines = []
     for engine, r in ours['engines'].items():
         label = '{}: {}'.format(name, engine)
-        if 'error' in r:
-            lines.append('| {} | fails: {} | {} | | | {} | | | | {} |'.format(
-                label, r['error'], ref_cell, '' if ref_mb is None else '{:.0f}'.format(ref_mb),
-                'NOT met (fails)' if target else ''))
+        if 'error' in r or 'not_run' in r:  # not run: not for this machine, no verdict
+            failed = 'error' in r
+            lines.append('| {} | {} | {} | | | {} | | | | {} |'.format(
+                label, 'fails: ' + r['error'] if failed else 'not run: ' + r['not_run'],
+                ref_cell, '' if ref_mb is None else '{:.0f}'.format(ref_mb),
+                'NOT met (fails)' if target and failed else ''))
             continue
         speed = ref_s / r['seconds'] if ref_s else None
         speed_cell = '' if speed is None else _speed_cell(
@@ -405,6 +410,7 @@ def format_engines(name, res, target, diff):
             logit = '' if diff is None else '{:.1e}'.format(diff)
         else:
             notes = ['agreement {:.4%}, mIoU diff {:.1e}'.format(r['agreement'], r['miou_diff'])]
+            notes += [r['note']] if r.get('note') else []
             goals = _engine_goals(target, speed, r)
             logit = ''
         lines.append('| {} | {:.4f} | {} | {} | {} | | {} | {} |'.format(

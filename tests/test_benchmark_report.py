@@ -156,6 +156,54 @@ def test_engine_row_flags_disagreement_and_shows_the_ratio_range():
     assert lines['engine X: dygraph'][8] == ''  # no logits compared
 
 
+def test_engine_not_run_here_has_its_reason_and_no_verdict_and_bf16_its_isa():
+    """An engine the worker did not run on this machine (bf16 on a CPU
+    without it) keeps its reason over the rounds and prints it without a
+    verdict; a bf16 engine that ran names the ISA beside its agreement."""
+    rounds = [_engine_round(20.0, 10.0, 5.0, 4.0, 4.0) for _ in range(2)]
+    reason = 'no AMX-BF16 or AVX512-BF16 on this CPU'
+    for r in rounds:
+        r['ours']['engines']['openvino bf16'] = {'not_run': reason}
+        r['ours']['engines']['openvino int8'] = {
+            'seconds': 2.0, 'times': [2.0], 'peak_mb': 60.0, 'agreement': 0.99,
+            'miou_diff': 2e-3, 'note': 'bf16 on AVX512-BF16'}
+    res = bench.combine(rounds)
+    assert res['ours']['engines']['openvino bf16'] == {'not_run': reason}
+    assert 'openvino bf16' not in res['engine_speedups']
+    lines = _lines(bench.format_row(('engine X', 'engine', res, ENGINE_GOAL, None)))
+    assert list(lines)[-2:] == ['engine X: openvino bf16', 'engine X: openvino int8']
+    skipped = lines['engine X: openvino bf16']
+    assert skipped[1] == 'not run: ' + reason and skipped[2] == '20.0000'
+    assert skipped[3] == '' and skipped[9] == ''
+    assert len(skipped) == bench.HEADER.splitlines()[0].count('|') - 1
+    ran = lines['engine X: openvino int8']
+    assert ran[3] == '10.00x (10.00-10.00 in 2 rounds)'
+    assert ran[9].startswith('agreement 99.0000%, mIoU diff 2.0e-03; bf16 on AVX512-BF16; '
+                             'speedup >= 4x met')
+
+
+def test_worker_runs_openvino_fp32_bf16_where_the_cpu_has_it_and_int8(monkeypatch):
+    """The engine task's list: OpenVINO fp32 and bf16 on the float ONNX
+    export, int8 on the quantized one, next to ONNX Runtime's; bf16 is
+    left out, with its reason, where bf16_isa finds no bf16."""
+    import bench_worker
+    from paddleseg.utils import cpu
+    runs = {name: (fmt, engine, options)
+            for name, fmt, engine, options in bench_worker.ENGINE_RUNS}
+    assert runs['openvino'] == ('onnx', 'openvino', {'precision': 'fp32'})
+    assert runs['openvino bf16'] == ('onnx', 'openvino', {'precision': 'bf16'})
+    assert runs['openvino int8'] == ('onnx_int8', 'openvino', {'precision': 'fp32'})
+    assert runs['onnx int8'] == ('onnx_int8', 'onnx', {})
+    names = [r[0] for r in bench_worker.ENGINE_RUNS]
+    low = names.index('onnx int8')
+    assert names[low:low + 4] == ['onnx int8', 'openvino', 'openvino bf16', 'openvino int8']
+    monkeypatch.setattr(cpu, 'bf16_isa', lambda: None)
+    assert 'bf16_isa' in bench_worker.not_run_reason({'precision': 'bf16'})
+    assert bench_worker.not_run_reason({'precision': 'fp32'}) is None
+    monkeypatch.setattr(cpu, 'bf16_isa', lambda: 'AVX512-BF16')
+    assert bench_worker.not_run_reason({'precision': 'bf16'}) is None
+
+
 def test_engine_case_failures_of_a_whole_side():
     ours_failed = bench.combine([{'ours': {'error': 'MemoryError'},
                                   'paddleseg': {'seconds': 3.0, 'peak_mb': 1.0}}])
