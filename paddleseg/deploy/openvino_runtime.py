@@ -6,9 +6,11 @@ no core pinning), :func:`create_openvino_model` and
 
 OpenVINO reads the ``model.onnx`` unchanged, fixed or dynamic input size
 alike. An int8 (QDQ) export with a dynamic height and width does not
-compile as it is (OpenVINO 2026.4: "Accessing out-of-range dimension");
-the runner then compiles it for each input size it meets, which it does
-(dynamic batch alone compiles too). Its Paddle frontend is no way round the
+compile as it is (OpenVINO 2026.4: "Accessing out-of-range dimension", and
+in a full test run once a crash of the process), so the runner compiles an
+int8 export (deploy.yaml's ``precision``) for each input size it meets
+without trying, and any other dynamic model that fails likewise (dynamic
+batch alone compiles). Its Paddle frontend is no way round the
 ONNX step: it has no converter for ``put_along_axis``, the op that writes
 PointRend's refined points back.
 
@@ -77,10 +79,15 @@ def openvino_runner(model_dir, cpu_threads=None, precision='fp32'):
     export run by OpenVINO (numpy, a copy: the next call does not overwrite
     it). Compiled once; or, for a model with a dynamic size that OpenVINO
     cannot compile, once per input size met (one info line says so)."""
+    deploy = load_deploy(model_dir)
+    dynamic = -1 in deploy.get('input_shape', [-1])[2:]
     try:
+        if dynamic and deploy.get('precision') == 'int8':
+            # not even tried: OpenVINO's failed compile of it has crashed the process
+            raise RuntimeError('an int8 (QDQ) model with a dynamic height and width')
         compiled = create_openvino_model(model_dir, cpu_threads, precision)
     except RuntimeError as exc:
-        if -1 not in load_deploy(model_dir).get('input_shape', [-1])[2:]:
+        if not dynamic:
             raise  # a fixed size: nothing to narrow
         reason = ([line for line in str(exc).splitlines() if line.strip()] or [''])[-1]
         logger.info('OpenVINO cannot compile {} with a dynamic input size ({}); '
