@@ -227,10 +227,19 @@ def test_engine_model_without_openvino_is_one_line(tiny, monkeypatch):
 
 # -- val.py and predict.py --------------------------------------------------------
 
+def _run(name, argv):
+    """``name`` (val.py, predict.py) in a process of its own, as users run
+    it (the entry script owns its process: in a full suite's process, mains
+    of several engines one after another once crashed inside OpenVINO)."""
+    proc = subprocess.run([sys.executable, script(name)] + argv, cwd=ROOT, env=LAUNCH_ENV,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+
+
 def _val(tiny, name, *extra):
     out = str(tiny['base'] / (name + '.json'))
-    val_cli.main(['--config', tiny['cfg'], '--model_path', _export(tiny), '--device',
-                  'cpu', '--save_json', out] + list(extra))
+    _run('val.py', ['--config', tiny['cfg'], '--model_path', _export(tiny), '--device',
+                    'cpu', '--save_json', out] + list(extra))
     with open(out) as f:
         return json.load(f)
 
@@ -291,9 +300,9 @@ def test_predict_openvino_writes_onnx_runtimes_class_maps(tiny):
     outs = {}
     for engine in ('onnx', 'openvino'):
         outs[engine] = str(tiny['base'] / 'predict_{}'.format(engine))
-        predict_cli.main(['--config', tiny['cfg'], '--model_path', _export(tiny),
-                          '--image_path', images, '--save_dir', outs[engine],
-                          '--device', 'cpu', '--engine', engine])
+        _run('predict.py', ['--config', tiny['cfg'], '--model_path', _export(tiny),
+                            '--image_path', images, '--save_dir', outs[engine],
+                            '--device', 'cpu', '--engine', engine])
     want, got = _class_maps(outs['onnx']), _class_maps(outs['openvino'])
     assert sorted(got) == sorted(want) and len(want) == 3
     for name in want:
