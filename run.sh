@@ -24,7 +24,10 @@ case "${1:-train}" in
     test)
         shift
         install requirements-dev.txt
-        "$PY" -m pytest -q tests --durations=25 "$@" ;;
+        # OpenVINO's tests run in a pytest process of their own: after the rest
+        # of the suite in one process, that process crashed (SIGSEGV) in them
+        "$PY" -m pytest -q tests --durations=25 --ignore=tests/test_openvino.py "$@"
+        "$PY" -m pytest -q tests/test_openvino.py "$@" ;;
     test-gpu)
         shift
         install requirements-dev.txt

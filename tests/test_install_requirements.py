@@ -196,12 +196,14 @@ def test_run_sh_test_and_test_gpu_install_through_the_tool(tmp_path):
     recorder = tmp_path / 'python'
     recorder.write_text('#!/bin/sh\necho "$*" >> {}\n'.format(shlex.quote(str(log))))
     recorder.chmod(0o755)
-    for target, tests in (('test-gpu', 'tests/gpu'), ('test', 'tests --durations=25')):
+    for target, runs in (('test-gpu', ['tests/gpu']),
+                         ('test', ['tests --durations=25 --ignore=tests/test_openvino.py',
+                                   'tests/test_openvino.py'])):
         log.write_text('')
         proc = _run_sh(str(recorder), target, '-x')
         assert proc.returncode == 0, proc.stderr
         assert log.read_text().splitlines() == [
-            'utils/install_requirements.py requirements-dev.txt',
-            '-m pytest -q {} -x'.format(tests)]
+            'utils/install_requirements.py requirements-dev.txt'] + [
+            '-m pytest -q {} -x'.format(tests) for tests in runs]
     with open(os.path.join(ROOT, 'run.sh')) as f:
         assert 'pip install' not in f.read()  # pip only through the tool
