@@ -30,14 +30,8 @@ MKL_PATHS = {None: 'MKL default', '': 'MKL default', mkl_dispatch.AVX512: 'MKL A
 def cpu_model(cpuinfo='/proc/cpuinfo'):
     """The ``model name`` of the first processor (``platform.processor()``
     when /proc/cpuinfo has none)."""
-    try:
-        with open(cpuinfo) as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or 'unknown CPU'
+    return (mkl_dispatch.cpuinfo_fields(cpuinfo).get('model name')
+            or platform.processor() or 'unknown CPU')
 
 
 def isa_text(flags):
@@ -51,7 +45,7 @@ def mkl_path_text(value, vendor):
     """The MKL code path a process with ``MKL_DEBUG_CPU_TYPE=value`` (None:
     unset) runs on a CPU of ``vendor``: on AMD, unset (or empty) is MKL's
     generic SSE path; on Intel MKL picks the CPU's best path itself."""
-    if vendor in ('AuthenticAMD', 'HygonGenuine'):
+    if vendor in mkl_dispatch.OTHER_VENDORS:
         if value in (None, ''):
             return 'MKL generic SSE path (MKL_DEBUG_CPU_TYPE unset)'
         return '{} (MKL_DEBUG_CPU_TYPE={})'.format(MKL_PATHS.get(value, 'MKL'), value)

@@ -27,26 +27,33 @@ AVX2 = '5'
 _AVX512_FLAGS = frozenset(('avx512f', 'avx512cd', 'avx512bw', 'avx512dq', 'avx512vl'))
 _AVX2_FLAGS = frozenset(('avx2', 'fma'))
 # CPU makers whose x86 CPUs MKL does not dispatch on by their features
-_OTHER_VENDORS = frozenset(('AuthenticAMD', 'HygonGenuine'))
+OTHER_VENDORS = frozenset(('AuthenticAMD', 'HygonGenuine'))
+
+
+def cpuinfo_fields(path='/proc/cpuinfo'):
+    """``{key: value}`` of the first processor listed in ``path`` (its
+    lines up to the first blank one); ``{}`` when it cannot be read (not
+    Linux). The one reader of /proc/cpuinfo (:func:`read_cpuinfo`,
+    :mod:`paddleseg.utils.cpu`, the benchmarks' machine line)."""
+    fields = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                key, sep, value = line.partition(':')
+                if not line.strip() and fields:
+                    break
+                if sep and key.strip() not in fields:
+                    fields[key.strip()] = value.strip()
+    except OSError:
+        pass
+    return fields
 
 
 def read_cpuinfo(path='/proc/cpuinfo'):
     """``(vendor_id, flags)`` of the first processor listed in ``path``;
     ``('', frozenset())`` when it cannot be read (not Linux, not x86)."""
-    vendor, flags = '', frozenset()
-    try:
-        with open(path) as f:
-            for line in f:
-                key, _, value = line.partition(':')
-                key = key.strip()
-                if key == 'vendor_id' and not vendor:
-                    vendor = value.strip()
-                elif key == 'flags':
-                    flags = frozenset(value.split())
-                    break
-    except OSError:
-        pass
-    return vendor, flags
+    fields = cpuinfo_fields(path)
+    return fields.get('vendor_id', ''), frozenset(fields.get('flags', '').split())
 
 
 def mkl_cpu_type(vendor, flags):
@@ -60,7 +67,7 @@ def mkl_cpu_type(vendor, flags):
         str|None: ``'7'`` (AVX-512) or ``'5'`` (AVX2) on AMD and Hygon CPUs
         that have them; None on Intel's and on CPUs without AVX2 and FMA.
     """
-    if vendor not in _OTHER_VENDORS:
+    if vendor not in OTHER_VENDORS:
         return None
     if _AVX512_FLAGS <= flags:
         return AVX512

@@ -8,6 +8,8 @@ read from ``/proc/cpuinfo`` (Linux; elsewhere empty).
 
 import functools
 
+from paddleseg.mkl_dispatch import cpuinfo_fields
+
 BF16_FLAGS = (('amx_bf16', 'AMX-BF16'), ('avx512_bf16', 'AVX512-BF16'))
 """The ``/proc/cpuinfo`` flags of bf16 instructions (best first) and their
 names."""
@@ -15,29 +17,15 @@ names."""
 CPUINFO = '/proc/cpuinfo'
 
 
-def _cpuinfo_field(name, path=None):
-    """The value of the first ``name : value`` line of ``path`` (default
-    :data:`CPUINFO`; '' when there is none or the file is unreadable)."""
-    try:
-        with open(path or CPUINFO) as f:
-            for line in f:
-                key, sep, value = line.partition(':')
-                if sep and key.strip() == name:
-                    return value.strip()
-    except OSError:
-        pass
-    return ''
-
-
 def cpu_flags(path=None):
     """The instruction-set flags of the first CPU (a set of str; empty
     where ``/proc/cpuinfo`` is missing)."""
-    return set(_cpuinfo_field('flags', path).split())
+    return set(cpuinfo_fields(path or CPUINFO).get('flags', '').split())
 
 
 def cpu_model(path=None):
     """The CPU's model name ('this CPU' when unknown)."""
-    return _cpuinfo_field('model name', path) or 'this CPU'
+    return cpuinfo_fields(path or CPUINFO).get('model name') or 'this CPU'
 
 
 def _openvino_has_bf16():
