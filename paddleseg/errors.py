@@ -35,6 +35,20 @@ class SegError(Exception):
         super().__init__(*args)
 
 
+def first_line(exc, with_type=False):
+    """The first line of ``exc``'s message, for a one-line log or error.
+
+    A message-less exception gives its type's name; ``with_type`` puts
+    ``'<Type>: '`` before a message.
+    """
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else ''
+    name = type(exc).__name__
+    if with_type:
+        return '{}: {}'.format(name, line) if line else name
+    return line or name
+
+
 def _worker_message(text, name):
     """The message of the last ``<module>.<name>: <message>`` line of a
     formatted traceback, or None."""

@@ -506,3 +506,15 @@ def test_predict_names_unreadable_images_and_does_the_others(env, capsys):
     line = one_error_line(capsys.readouterr().err, 'predict.py')
     assert 'skipped {}'.format(folder / 'bad.png') in line
     assert sorted(os.listdir(out / 'pseudo_color_prediction')) == ['good0.png', 'good1.png']
+
+
+@pytest.mark.parametrize('exc, with_type, line', [
+    (ValueError('first\nsecond'), False, 'first'),
+    (ValueError('  padded  \n'), True, 'ValueError: padded'),
+    (RuntimeError(''), False, 'RuntimeError'),
+    (RuntimeError(''), True, 'RuntimeError'),
+    (KeyError('key'), True, "KeyError: 'key'"),
+])
+def test_first_line_is_the_one_line_every_message_quotes(exc, with_type, line):
+    from paddleseg.errors import first_line
+    assert first_line(exc, with_type) == line

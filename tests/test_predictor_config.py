@@ -32,53 +32,25 @@ Nothing here is marked ``gpu``: the GPU run is tests/gpu/test_trt_predictor_gpu.
 
 import numpy as np
 import paddle
-import paddle.nn as nn
-import paddle.nn.functional as F
 import pytest
 import yaml
 from paddle import inference
 
-from config_recorder import REAL_CONFIG, TRT_BUILT, RecordingConfig, check_calls
+from config_recorder import (REAL_CONFIG, STATIC_SHAPE, TRT_BUILT, RecordingConfig, check_calls,
+                             export_tiny_seg)
 from paddleseg.deploy import paddle_inference as export_mod
-from paddleseg.deploy import (build_config, create_predictor, export, load_engine,
+from paddleseg.deploy import (build_config, create_predictor, load_engine,
                                    program_input_name, run_predictor)
 
 HALF = inference.PrecisionType.Half
 FP32 = inference.PrecisionType.Float32
 CUDA_BUILT = paddle.is_compiled_with_cuda()
 DYNAMIC = {'min': [1, 3, 16, 16], 'opt': [1, 3, 32, 48], 'max': [2, 3, 64, 96]}
-STATIC_SHAPE = [2, 3, 32, 48]
-
-
-class TinySeg(nn.Layer):
-    """Three classes at the input size: conv (stride 2), ReLU, 1x1 conv,
-    bilinear resize; returns ``[logits]`` as the toolkit's models do."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2D(3, 8, 3, stride=2, padding=1)
-        self.cls = nn.Conv2D(8, 3, 1)
-
-    def forward(self, x):
-        logits = self.cls(F.relu(self.conv(x)))
-        return [F.interpolate(logits, size=paddle.shape(x)[2:], mode='bilinear',
-                              align_corners=False)]
-
-
 @pytest.fixture(scope='module')
 def exported(tmp_path_factory):
     """``{'model': TinySeg, 'paddle_legacy': dir, 'paddle': dir, 'static': dir}``."""
-    base = tmp_path_factory.mktemp('predictor_config')
-    paddle.seed(5)
-    model = TinySeg()
-    model.eval()
-    dirs = {'model': model}
-    for fmt in ('paddle_legacy', 'paddle'):
-        dirs[fmt] = str(base / fmt)
-        export(model, dirs[fmt], format=fmt)
-    dirs['static'] = str(base / 'static')
-    export(model, dirs['static'], input_shape=STATIC_SHAPE, format='paddle_legacy')
-    return dirs
+    return export_tiny_seg(tmp_path_factory.mktemp('predictor_config'),
+                           ('paddle_legacy', 'paddle'))
 
 
 @pytest.fixture

@@ -24,11 +24,10 @@ import paddle
 import pytest
 from paddle import inference
 
-from config_recorder import RecordingConfig, check_calls
+from config_recorder import STATIC_SHAPE, RecordingConfig, check_calls, export_tiny_seg
 from paddleseg.deploy import DeployError, DeployOptions, build_config, create_predictor
 from paddleseg.deploy import export, load_deploy
 from paddleseg.deploy import tensorrt as trt_mod
-from test_predictor_config import STATIC_SHAPE, TinySeg
 
 DYNAMIC = {'min': [1, 3, 16, 16], 'opt': [1, 3, 32, 48], 'max': [2, 3, 64, 96]}
 POINT_RANGE = {'min': [1, 3, 32, 32], 'opt': [1, 3, 64, 96], 'max': [2, 3, 96, 128]}
@@ -40,14 +39,10 @@ MISSING_RANGE = ('(InvalidArgument) some trt inputs dynamic shape info not set, 
 
 @pytest.fixture(scope='module')
 def tiny(tmp_path_factory):
-    """``{'dynamic': dir, 'static': dir}``: TinySeg exported (paddle_legacy)."""
-    base = tmp_path_factory.mktemp('trt_tiny')
-    paddle.seed(5)
-    model = TinySeg()
-    model.eval()
-    export(model, str(base / 'dynamic'))
-    export(model, str(base / 'static'), input_shape=STATIC_SHAPE)
-    return {'dynamic': str(base / 'dynamic'), 'static': str(base / 'static')}
+    """``{'dynamic': dir, 'static': dir}``: TinySeg exported (paddle_legacy)
+    in folders of this module's own (auto-tuning writes beside the model)."""
+    dirs = export_tiny_seg(tmp_path_factory.mktemp('trt_tiny'))
+    return {'dynamic': dirs['paddle_legacy'], 'static': dirs['static']}
 
 
 @pytest.fixture(scope='module')

@@ -36,7 +36,7 @@ from paddleseg.core import amp
 from paddleseg.core.infer import inference
 from paddleseg.core.stop import EvalAborted
 from paddleseg.core.val import evaluate_details
-from paddleseg.errors import SegError
+from paddleseg.errors import SegError, first_line
 from paddleseg.utils import dist, logger
 from paddleseg.utils.visualize import get_palette, overlay
 
@@ -310,7 +310,7 @@ class EvalHook(HookBase):
             if cause is not None:
                 logger.warning('Evaluation at iter {} failed after {}: {}'.format(
                     state.iteration, signal.Signals(signals.agreed or signals.signum).name,
-                    (str(cause).strip() or type(cause).__name__).splitlines()[0]))
+                    first_line(cause)))
             logger.warning('Evaluation at iter {} abandoned: stopping'.format(state.iteration))
         return None
 

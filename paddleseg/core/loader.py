@@ -40,7 +40,7 @@ import paddle
 
 from paddleseg.core.sampler import (LOAD_ERROR, LoadFailure, ResumableBatchSampler,
                                     SeededDataset, collate_batch, worker_init)
-from paddleseg.errors import ConfigError
+from paddleseg.errors import ConfigError, first_line
 from paddleseg.transforms import functional as F
 
 SHM_PATH = '/dev/shm'
@@ -199,7 +199,7 @@ def worker_death_message(exc, path=SHM_PATH, statvfs=None):
                 'memory ran out ({}): {}'.format(room or path, fix))
     return ('the training data loader stopped: {}. If a worker died of a "BUS error" '
             '(shared memory ran out{}), {}; otherwise see the error printed above'.format(
-                text.splitlines()[0].rstrip('.'), '; ' + room if room else '', fix))
+                first_line(exc).rstrip('.'), '; ' + room if room else '', fix))
 
 
 def loader_failure(exc):

@@ -24,6 +24,7 @@ import threading
 import time
 
 from paddleseg.utils import logger
+from paddleseg.errors import first_line
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -157,11 +158,10 @@ class StopSignals:
         if self.signum is None or os.getpid() != self._pid:
             (self._previous_hook or threading.__excepthook__)(args)
             return
-        text = str(args.exc_value).strip()
-        logger.warning('after {}: thread {} stopped: {}: {}'.format(
+        logger.warning('after {}: thread {} stopped: {}'.format(
             signal.Signals(self.signum).name,
             args.thread.name if args.thread is not None else '?',
-            args.exc_type.__name__, text.splitlines()[0] if text else ''))
+            first_line(args.exc_value, with_type=True)))
 
     def _handle(self, signum, frame):
         if os.getpid() != self._pid:  # a forked DataLoader worker

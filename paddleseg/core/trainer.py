@@ -32,7 +32,7 @@ from paddleseg.core.options import TrainOptions  # noqa: F401
 from paddleseg.core.sampler import LOAD_ERROR, LOAD_TRACEBACK
 from paddleseg.core.state import LossTerms, TrainState
 from paddleseg.core.stop import LoaderFailed, StopSignals, TrainingInterrupted
-from paddleseg.errors import ConfigError, DatasetError
+from paddleseg.errors import ConfigError, DatasetError, first_line
 from paddleseg.utils import dist, logger
 from paddleseg.utils.env import local_process_count
 
@@ -50,11 +50,6 @@ def compute_losses(logits_list, label, losses):
 LOADER_FAILURE = 'loader_failure'
 """The key of the batch :meth:`Trainer._next_batch` returns when the loader
 raised (the exception)."""
-
-
-def _first_line(exc):
-    text = str(exc).strip()
-    return '{}: {}'.format(type(exc).__name__, text.splitlines()[0] if text else '')
 
 
 def _endless(loader):
@@ -300,10 +295,10 @@ class Trainer:
         if signum:
             if failure is not None:
                 logger.warning('the data loader failed after {}: {}'.format(
-                    signal.Signals(signum).name, _first_line(failure)))
+                    signal.Signals(signum).name, first_line(failure, with_type=True)))
             self._interrupted(done, signum)
         saved = self.checkpointer.save(done) if done > 0 else None
-        what = ('the data loader failed: {}'.format(_first_line(failure))
+        what = ('the data loader failed: {}'.format(first_line(failure, with_type=True))
                 if failure is not None else
                 'the data loader of another process failed (see its log)')
         raise LoaderFailed('training stopped at iter {}: {}'.format(

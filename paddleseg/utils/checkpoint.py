@@ -24,7 +24,7 @@ import numpy as np
 import paddle
 import safetensors.paddle
 
-from paddleseg.errors import CheckpointError
+from paddleseg.errors import CheckpointError, first_line
 from paddleseg.utils import logger
 from paddleseg.utils.download import fetch_pretrained
 
@@ -96,9 +96,8 @@ def _read(path):
             return safetensors.paddle.load_file(path)
         return paddle.load(path)
     except Exception as exc:  # both loaders raise many unrelated types
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f'Cannot read checkpoint {path} (truncated, corrupt or not '
-                              f'a weights file): {reason}') from exc
+                              f'a weights file): {first_line(exc)}') from exc
 
 
 def load_state_file(path):

@@ -13,10 +13,17 @@ forwards it to the real method, keeping a RuntimeError in the record instead
 of raising it; :func:`check_calls` checks that each recorded method exists on
 the real class, that its keyword names are those of its pybind signature and
 that the real method took the arguments.
+
+:class:`TinySeg` and :func:`export_tiny_seg` are the tiny model those tests
+export and the folders they build configs on.
 """
 
+import os
 import re
 
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
 from paddle import inference
 
 REAL_CONFIG = inference.Config
@@ -76,3 +83,40 @@ def check_calls(calls):
             assert 'compile with TENSORRT' in str(call.error), call.error
 
 
+
+
+STATIC_SHAPE = [2, 3, 32, 48]
+"""The input shape of the fixed-size export of :func:`export_tiny_seg`."""
+
+
+class TinySeg(nn.Layer):
+    """Three classes at the input size: conv (stride 2), ReLU, 1x1 conv,
+    bilinear resize; returns ``[logits]`` as the toolkit's models do."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2D(3, 8, 3, stride=2, padding=1)
+        self.cls = nn.Conv2D(8, 3, 1)
+
+    def forward(self, x):
+        logits = self.cls(F.relu(self.conv(x)))
+        return [F.interpolate(logits, size=paddle.shape(x)[2:], mode='bilinear',
+                              align_corners=False)]
+
+
+def export_tiny_seg(base, formats=('paddle_legacy',)):
+    """A :class:`TinySeg` (seed 5) exported under ``base``: with a dynamic
+    input once per format in ``formats`` and once as paddle_legacy with
+    :data:`STATIC_SHAPE`. Returns ``{'model': layer, <format>: dir, ...,
+    'static': dir}``."""
+    from paddleseg.deploy import export
+    paddle.seed(5)
+    model = TinySeg()
+    model.eval()
+    dirs = {'model': model}
+    for fmt in formats:
+        dirs[fmt] = os.path.join(str(base), fmt)
+        export(model, dirs[fmt], format=fmt)
+    dirs['static'] = os.path.join(str(base), 'static')
+    export(model, dirs['static'], input_shape=STATIC_SHAPE, format='paddle_legacy')
+    return dirs
