@@ -20,7 +20,12 @@ quantization of the ONNX model (ONNX Runtime's static quantization of the
 convolutions; the subdivision and the point head stay float), calibrated
 on ``--calib_num`` images (default 32) of the config's ``val_dataset``, or
 of ``--calib_images``; ``deploy.yaml`` records ``precision: int8`` and the
-calibration (docs/deployment.md, "INT8").
+calibration (docs/deployment.md, "INT8"). ``--format paddle_legacy
+--quantize int8`` (a GPU build of paddle with TensorRT, a fixed
+``--input_shape`` of the images' size) runs Paddle-TensorRT's int8
+calibration on the same images instead: the float program, with the
+calibration tables in ``_opt_cache`` and the shape ranges beside it, which
+``val.py`` / ``predict.py --use_trt`` then run as int8 TensorRT.
 """
 
 import argparse
@@ -51,8 +56,10 @@ def parse_args(argv=None):
                         '(Paddle >= 3.0 new IR); onnx: model.onnx (needs '
                         'paddle2onnx). Default: paddle_legacy.')
     p.add_argument('--quantize', choices=list(QUANTIZE_CHOICES), default=None,
-                   help='int8: post-training quantization of the ONNX model (with '
-                        '--format onnx). Default: none (float32).')
+                   help='int8: post-training quantization of the ONNX model (--format '
+                        'onnx, CPUs), or the TensorRT int8 calibration of a paddle_legacy '
+                        'export with a fixed --input_shape (a GPU with TensorRT). '
+                        'Default: none (float32).')
     p.add_argument('--calib_num', type=int, default=DEFAULT_CALIB_NUM,
                    help='Calibration images for --quantize. Default: {}.'.format(
                        DEFAULT_CALIB_NUM))
@@ -83,7 +90,7 @@ def run(args):
     except ImportError as exc:  # paddle2onnx missing: say so before the work
         raise ConfigError('--format {}: {}'.format(args.format, exc)) from None
     try:
-        quant.check_quantize(args.quantize, args.format)
+        quant.check_quantize(args.quantize, args.format, args.input_shape)
     except ImportError as exc:
         raise ConfigError(str(exc)) from None
     tune_process(training=False)  # MKL's fast path on AMD, before the first kernel

@@ -128,9 +128,24 @@ def test_deploy_yaml_records_precision_and_calibration(tiny):
     assert sorted(os.listdir(tiny['int8'])) == ['deploy.yaml', 'model.onnx']
 
 
-def test_refuses_quantize_without_onnx(tiny, capsys):
-    line = _refused(tiny, 'no_onnx', capsys, '--quantize', 'int8')
-    assert '--format onnx' in line
+@pytest.mark.parametrize('fmt', ['paddle_legacy', 'paddle'])
+def test_paddle_format_without_gpu_tensorrt_is_refused_first(tiny, capsys, monkeypatch, fmt):
+    """A Paddle format calibrates TensorRT: on this build (no CUDA, no
+    TensorRT) one line says so and points CPUs to the ONNX path, before any
+    work (the model is not even built)."""
+    from paddleseg.deploy import tensorrt
+    missing = tensorrt.tensorrt_missing()
+    if missing is None:
+        pytest.skip('this paddle has CUDA, a GPU and TensorRT')
+    import paddleseg.cli.build as cli_build
+    monkeypatch.setattr(cli_build, 'build_for_inference',
+                        lambda args: pytest.fail('the model was built'))
+    line = _refused(tiny, 'no_trt_' + fmt, capsys, '--quantize', 'int8', '--format', fmt,
+                    '--input_shape', '1', '3', '64', '128')
+    assert line.endswith('--quantize int8 --format {} calibrates Paddle-TensorRT int8 on '
+                         'a GPU, but {}: for CPUs use --format onnx --quantize int8'
+                         .format(fmt, missing)), line
+    assert 'CUDA' in missing and 'TensorRT' in missing
 
 
 def test_refuses_empty_calibration_folder(tiny, capsys):

@@ -14,10 +14,17 @@ predict.py.
   (tests/helpers/config_recorder.py); ``paddle.inference.create_predictor``
   is replaced for TensorRT configs only (a CPU-only paddle cannot make one).
 
+* ``export.py --format paddle_legacy --quantize int8`` on a simulated GPU
+  with TensorRT (``tensorrt_missing`` answers None): the tuning run is real,
+  the calibration run is recorded (its batches kept, a table written in
+  its cache folder as Paddle would); then val.py's ``--use_trt`` on the
+  export builds the int8 config from deploy.yaml.
+
 The GPU runs: tests/gpu/test_trt_predictor_gpu.py.
 """
 
 import os
+import re
 
 import numpy as np
 import paddle
@@ -226,7 +233,7 @@ def test_calibrate_int8_runs_the_batches_on_the_int8_config(tiny, made, monkeypa
     tables = trt_mod.calibrate_int8(tiny['static'], images, trt_cache_dir=str(cache))
     assert tables == [str(cache / (trt_mod.CALIB_PREFIX + '7'))]
     (config, batches), = seen
-    assert len(batches) == 2
+    assert len(list(batches)) == 2
     trt = _only(config, 'enable_tensorrt_engine').kwargs
     assert trt['precision_mode'] == INT8 and trt['use_calib_mode'] is True
 
@@ -278,3 +285,149 @@ def test_bad_trt_flags_are_one_line_errors(on_gpu, flags, match):
     with pytest.raises(DeployError, match=match) as exc:
         _options('val', *flags)
     assert '\n' not in str(exc.value)
+
+
+# -- export.py --format paddle_legacy --quantize int8 (simulated GPU) -------------------
+CLI_SHAPE = [1, 3, 64, 128]  # the tiny val images' size
+
+
+def _fake_calibration(real_run, runs):
+    """``_run_and_release`` for the tests: the real one for configs without
+    TensorRT (the tuning run); for the int8 ones the batches are kept in
+    ``runs`` and a table written in the config's cache folder."""
+    def run(config, batches):
+        if not any(c.name == 'enable_tensorrt_engine' for c in config.calls):
+            return real_run(config, batches)
+        cache, = _only(config, 'set_optim_cache_dir').args
+        runs.append((config, [np.array(b) for b in batches]))
+        with open(os.path.join(cache, trt_mod.CALIB_PREFIX + '42'), 'w') as f:
+            f.write('table')
+    return run
+
+
+@pytest.fixture(scope='module')
+def cli_int8(tmp_path_factory):
+    """The tiny config, its random weights, and export.py's int8 paddle_legacy
+    export of them on a simulated GPU with TensorRT (with the recorded
+    calibration runs)."""
+    import export as export_cli
+    from tiny_data import make_tiny_cityscapes, write_tiny_config
+
+    from paddleseg.cvlibs import Config, SegBuilder
+    base = tmp_path_factory.mktemp('trt_cli')
+    root = make_tiny_cityscapes(str(base / 'data'), n_train=1, n_val=3)
+    cfg = str(write_tiny_config(str(base / 'tiny.yml'), root))
+    paddle.seed(11)
+    weights = str(base / 'model.pdparams')
+    paddle.save(SegBuilder(Config(cfg)).model.state_dict(), weights)
+    t = {'base': base, 'cfg': cfg, 'weights': weights, 'runs': [],
+         'argv': ['--config', cfg, '--model_path', weights, '--device', 'cpu']}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(trt_mod, 'tensorrt_missing', lambda: None)
+        mp.setattr(inference, 'Config', RecordingConfig)
+        mp.setattr(trt_mod, '_run_and_release',
+                   _fake_calibration(trt_mod._run_and_release, t['runs']))
+        t['dir'] = str(base / 'int8')
+        export_cli.main(t['argv'] + ['--save_dir', t['dir'], '--quantize', 'int8',
+                                     '--calib_num', '2', '--input_shape'] +
+                        [str(v) for v in CLI_SHAPE])
+    return t
+
+
+def test_export_quantize_int8_calibrates_tensorrt_on_the_val_images(cli_int8):
+    from paddleseg.cvlibs import Config, SegBuilder
+    from paddleseg.deploy import quantize as quant
+    (config, batches), = cli_int8['runs']
+    trt = _only(config, 'enable_tensorrt_engine').kwargs
+    assert trt['precision_mode'] == INT8 and trt['use_calib_mode'] is True
+    assert trt['max_batch_size'] == 1
+    tuned = _only(config, 'enable_tuned_tensorrt_dynamic_shape').kwargs
+    assert os.path.basename(tuned['shape_range_info_path']) == trt_mod.SHAPE_FILE
+    cache, = _only(config, 'set_optim_cache_dir').args
+    assert os.path.basename(cache) == trt_mod.DEFAULT_CACHE
+    # the images of the ONNX path: 2 of the val set through the export transforms
+    builder = SegBuilder(Config(cli_int8['cfg']))
+    paths, _ = quant.calibration_images(builder, calib_num=2)
+    expected = list(quant.calibration_batches(paths, builder.export_transforms))
+    assert len(batches) == 2 and all(b.shape == tuple(CLI_SHAPE) for b in batches)
+    for got, want in zip(batches, expected):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_export_quantize_int8_writes_the_calibration(cli_int8):
+    out = cli_int8['dir']
+    assert sorted(os.listdir(out)) == sorted([
+        'deploy.yaml', 'model.pdmodel', 'model.pdiparams', trt_mod.DEFAULT_CACHE,
+        trt_mod.SHAPE_FILE])
+    assert trt_mod.calibration_tables(os.path.join(out, trt_mod.DEFAULT_CACHE))
+    assert trt_mod.read_shape_ranges(os.path.join(out, trt_mod.SHAPE_FILE))['x'] == {
+        k: CLI_SHAPE for k in ('min', 'opt', 'max')}
+    deploy = load_deploy(out)
+    assert (deploy['precision'], deploy['format'], deploy['input_shape']) == \
+        ('int8', 'paddle_legacy', CLI_SHAPE)
+    assert deploy['calibration'] == {
+        'images': 2, 'method': 'EntropyCalibration2', 'engine': 'paddle_tensorrt',
+        'tables': 1, 'cache_dir': trt_mod.DEFAULT_CACHE, 'shape_file': trt_mod.SHAPE_FILE,
+        'source': 'val'}
+    assert 'quantization' not in deploy  # the program stays float
+
+
+@pytest.mark.parametrize('flags, mode', [([], INT8), (['--trt_precision', 'fp16'], HALF)])
+def test_val_use_trt_runs_the_int8_export_as_int8(cli_int8, made, on_gpu, capsys, flags,
+                                                  mode):
+    import val
+
+    from paddleseg.cli.engine_args import load_exported
+    from paddleseg.cvlibs import Config
+    out = cli_int8['dir']
+    args = val.parse_args(['--config', cli_int8['cfg'], '--model_path', out,
+                           '--engine', 'inference', '--use_trt'] + flags)
+    load_exported(args, Config(cli_int8['cfg'], for_training=False))
+    assert 'calibrated for TensorRT int8; TensorRT runs {}'.format(
+        'int8' if mode == INT8 else 'fp16') in capsys.readouterr().out
+    assert made.plain == []  # no tuning run: the export's shape ranges
+    config, = made.trt
+    trt = _only(config, 'enable_tensorrt_engine').kwargs
+    assert trt['precision_mode'] == mode and trt['use_calib_mode'] is (mode == INT8)
+    assert _only(config, 'enable_tuned_tensorrt_dynamic_shape').kwargs[
+        'shape_range_info_path'] == os.path.join(out, trt_mod.SHAPE_FILE)
+    assert _only(config, 'set_optim_cache_dir').args == (
+        os.path.join(out, trt_mod.DEFAULT_CACHE),)
+
+
+@pytest.mark.parametrize('flags, match', [
+    (['--format', 'paddle'], 'use --format paddle_legacy'),
+    ([], r'fixed --input_shape N 3 H W.*got \[-1, 3, -1, -1\]'),
+    (['--input_shape', '1', '3', '64', '64'], r'1x3x64x128 after the export transforms.*'
+                                               r'fixed input 1x3x64x64 \(--input_shape\)'),
+])
+def test_export_quantize_int8_refusals_on_a_gpu(cli_int8, monkeypatch, capsys, flags, match):
+    import export as export_cli
+    monkeypatch.setattr(trt_mod, 'tensorrt_missing', lambda: None)
+    calls = []
+    monkeypatch.setattr(trt_mod, 'calibrate_int8', lambda *a, **k: calls.append(a))
+    save_dir = str(cli_int8['base'] / 'refused')
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        export_cli.main(cli_int8['argv'] + ['--save_dir', save_dir, '--quantize', 'int8']
+                        + flags)
+    assert exc.value.code == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert re.search(match, line), line
+    assert calls == [] and (not os.path.exists(save_dir) or os.listdir(save_dir) == [])
+
+
+def test_tensorrt_missing_names_what_is_missing(monkeypatch):
+    monkeypatch.setattr(paddle, 'is_compiled_with_cuda', lambda: False)
+    assert 'CPU-only build (no CUDA, no TensorRT)' in trt_mod.tensorrt_missing()
+    monkeypatch.setattr(paddle, 'is_compiled_with_cuda', lambda: True)
+    monkeypatch.setattr(inference, 'get_trt_compile_version', lambda: (0, 0, 0))
+    assert trt_mod.tensorrt_missing().endswith('is built without TensorRT')
+    monkeypatch.setattr(inference, 'get_trt_compile_version', lambda: (10, 1, 0))
+    monkeypatch.setattr(inference, 'get_trt_runtime_version', lambda: (0, 0, 0))
+    assert 'finds no TensorRT library at run time' in trt_mod.tensorrt_missing()
+    monkeypatch.setattr(inference, 'get_trt_runtime_version', lambda: (10, 1, 0))
+    monkeypatch.setattr(paddle.device.cuda, 'device_count', lambda: 0)
+    assert trt_mod.tensorrt_missing().endswith('sees no GPU')
+    monkeypatch.setattr(paddle.device.cuda, 'device_count', lambda: 1)
+    assert trt_mod.tensorrt_missing() is None

@@ -24,6 +24,10 @@ package of ``requirements-deploy.txt`` (:func:`import_or_explain`).
       precision: fp32            # int8: export.py --quantize int8, then also
       # calibration: {images: 32, method: MinMax, source: val}   (or the folder)
       # quantization: {format: QDQ, per_channel: true, op_types: [Conv], ...}
+      # (format paddle_legacy: no quantization; the calibration of Paddle-TensorRT,
+      #  {images: 32, method: EntropyCalibration2, engine: paddle_tensorrt,
+      #   tables: 3, cache_dir: _opt_cache, shape_file: shape_range_info.pbtxt,
+      #   source: val}: the program stays float, TensorRT runs it int8)
 
 Formats (:data:`FORMATS`):
 
@@ -100,7 +104,9 @@ def write_deploy(save_dir, model_file, params_file, transforms, shape, output_op
     ``(path, the Deploy mapping)``. ``shape`` is the InputSpec shape (None
     for a dynamic size); ``calibration`` and ``quantization`` (mappings)
     are those of a quantized model
-    (:func:`~paddleseg.deploy.quantize.quantize_onnx`)."""
+    (:func:`~paddleseg.deploy.quantize.quantize_onnx`), or ``calibration``
+    alone that of a ``paddle_legacy`` export calibrated for TensorRT int8
+    (:func:`~paddleseg.deploy.tensorrt.calibrate_export`)."""
     deploy = {'model': os.path.basename(model_file)}
     if params_file:
         deploy['params'] = os.path.basename(params_file)

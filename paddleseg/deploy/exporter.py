@@ -6,8 +6,11 @@ and the ONNX conversion. The saved program is the eval-mode model
 swapped in (:mod:`paddleseg.deploy.adapters`) and the output op, with
 ``deploy.yaml`` next to it (:mod:`paddleseg.deploy.deploy_file`); with
 ``quantize='int8'``, the INT8 quantization of the ONNX model
-(:mod:`paddleseg.deploy.quantize`), built in a temporary folder and moved
-into ``save_dir`` only when it succeeded.
+(:mod:`paddleseg.deploy.quantize`) or the Paddle-TensorRT int8 calibration
+of a ``paddle_legacy`` program
+(:func:`paddleseg.deploy.tensorrt.calibrate_export`: its tables and shape
+ranges beside the model), built in a temporary folder and moved into
+``save_dir`` only when it succeeded.
 """
 
 import contextlib
@@ -17,6 +20,7 @@ import tempfile
 
 import paddle
 
+from paddleseg.deploy import tensorrt
 from paddleseg.deploy.adapters import ExportedModel, export_adapters
 from paddleseg.deploy.quantize import check_quantize, quantize_onnx
 from paddleseg.deploy.deploy_file import (DEFAULT_FORMAT, EXPORT_INPUT_NAME, ONNX_OPSET,
@@ -94,8 +98,12 @@ def export(model, save_dir, input_shape=(-1, 3, -1, -1), output_op='argmax',
             ``deploy.yaml``. Default: None (empty list).
         format (str, optional): One of :data:`~paddleseg.deploy.FORMATS`
             (see :mod:`paddleseg.deploy.deploy_file`). Default: 'paddle_legacy'.
-        quantize (str, optional): 'int8' (format 'onnx' only): the
-            post-training quantization of :mod:`paddleseg.deploy.quantize`.
+        quantize (str, optional): 'int8': with format 'onnx' the
+            post-training quantization of :mod:`paddleseg.deploy.quantize`;
+            with 'paddle_legacy' (a fixed ``input_shape``, a GPU with
+            TensorRT) the Paddle-TensorRT calibration
+            (:func:`~paddleseg.deploy.tensorrt.calibrate_export`) into the
+            export's ``_opt_cache``, with ``shape_range_info.pbtxt``.
             Default: None (float).
         calib_batches (iterable, optional): With ``quantize``: the
             ``float32 [1, 3, H, W]`` calibration inputs, normalised as
@@ -104,13 +112,17 @@ def export(model, save_dir, input_shape=(-1, 3, -1, -1), output_op='argmax',
             ``deploy.yaml`` ('val' or a folder).
 
     Returns:
-        dict: ``{'model': path, 'params': path or None, 'deploy': path}``.
+        dict: ``{'model': path, 'params': path or None, 'deploy': path}``,
+        with a calibrated ``paddle_legacy`` export also ``'trt_cache'`` and
+        ``'shape_file'``.
     """
     shape = parse_input_shape(input_shape)
     check_format(format)
-    check_quantize(quantize, format)
+    check_quantize(quantize, format, shape)
     if quantize and calib_batches is None:
         raise DeployError('quantize {!r} needs calib_batches'.format(quantize))
+    if quantize and format != 'onnx':  # the first image checked before the work
+        calib_batches = tensorrt.fixed_shape_batches(calib_batches, shape)
     model.eval()
     net = ExportedModel(model, output_op)
     net.eval()
@@ -133,8 +145,11 @@ def export(model, save_dir, input_shape=(-1, 3, -1, -1), output_op='argmax',
 
 
 def _move(path, folder):
-    """``path`` moved into ``folder`` (replacing a file of its name)."""
+    """``path`` moved into ``folder`` (replacing a file or folder of its
+    name: an older export's TensorRT cache belongs to other weights)."""
     target = os.path.join(folder, os.path.basename(path))
+    if os.path.isdir(target) and not os.path.islink(target):
+        shutil.rmtree(target)
     os.replace(path, target)
     return target
 
@@ -149,12 +164,27 @@ def _export_into(net, model, save_dir, shape, output_op, transforms, fmt, quanti
             model_file = _save_onnx(net, prefix, shape)
         else:
             model_file = _save_program(net, prefix, shape, old_ir=fmt == 'paddle_legacy')
-    precision = {}
-    if quantize:
+    precision, files = {}, {}
+    if quantize and fmt == 'onnx':
         calibration, quantization = quantize_onnx(model_file, calib_batches)
         calibration['source'] = calib_source
         precision = {'precision': quantize, 'calibration': calibration,
                      'quantization': quantization}
+    elif quantize:  # the calibration runs the export: its float deploy.yaml first
+        write_deploy(save_dir, model_file, params_file, transforms, shape, output_op, fmt)
+        calibration = tensorrt.calibrate_export(save_dir, calib_batches, _gpu_id())
+        calibration['source'] = calib_source
+        precision = {'precision': quantize, 'calibration': calibration}
+        files = {'trt_cache': os.path.join(save_dir, calibration['cache_dir']),
+                 'shape_file': os.path.join(save_dir, calibration['shape_file'])}
     deploy_file, _ = write_deploy(save_dir, model_file, params_file, transforms,
                                   shape, output_op, fmt, **precision)
-    return {'model': model_file, 'params': params_file, 'deploy': deploy_file}
+    files.update(model=model_file, params=params_file, deploy=deploy_file)
+    return files
+
+
+def _gpu_id():
+    """The GPU paddle is set to (``--device``), else 0."""
+    from paddleseg.utils.dist import parse_device
+    kind, index = parse_device(paddle.get_device())
+    return (index or 0) if kind == 'gpu' else 0

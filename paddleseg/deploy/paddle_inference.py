@@ -17,8 +17,10 @@ import paddle
 from paddleseg.deploy.deploy_file import deploy_format, load_deploy, program_input_name
 from paddleseg.deploy.options import DeployOptions
 from paddleseg.deploy.tensorrt import (calibration_tables, check_shape_file,
-                                       collect_shape_ranges, precision_type, trt_settings)
+                                       collect_shape_ranges, precision_type, trt_precision,
+                                       trt_settings)
 from paddleseg.errors import DeployError
+from paddleseg.utils import logger
 
 
 def build_config(model_dir, use_gpu=False, use_onednn=False, cpu_threads=None,
@@ -72,7 +74,11 @@ def build_config(model_dir, use_gpu=False, use_onednn=False, cpu_threads=None,
             outside them, as the docs' TensorRT FP16 example does; int8 sets
             ``use_calib_mode=True``: the engines are built from the
             calibration tables of
-            :func:`~paddleseg.deploy.tensorrt.calibrate_int8`. Anything but
+            :func:`~paddleseg.deploy.tensorrt.calibrate_int8`. With
+            ``use_trt``, 'fp32' on an export calibrated by ``export.py
+            --format paddle_legacy --quantize int8`` (deploy.yaml
+            ``precision: int8``) is int8
+            (:func:`~paddleseg.deploy.tensorrt.trt_precision`). Anything but
             fp32 needs ``use_gpu``. Default: 'fp32'.
         use_trt (bool, optional): Paddle-TensorRT subgraphs; needs
             ``use_gpu`` and a ``paddle_legacy`` export: the docs say
@@ -153,8 +159,7 @@ def build_config(model_dir, use_gpu=False, use_onednn=False, cpu_threads=None,
     if fmt == 'onnx':
         raise DeployError('{} holds an ONNX model; use load_engine() or ONNX '
                           'Runtime'.format(model_dir))
-    opts = DeployOptions.from_predictor_args('inference', use_gpu, use_onednn,
-                                             cpu_threads, **options)
+    opts = _export_options(deploy, use_gpu, use_onednn, cpu_threads, options)
     trt = trt_settings(model_dir, deploy, fmt, opts) if opts.use_trt else None
     if trt is not None and trt.shape_file:
         check_shape_file(trt.shape_file, program_input_name(model_dir, deploy))
@@ -224,7 +229,9 @@ def create_predictor(model_dir, use_gpu=False, use_onednn=False, cpu_threads=Non
     With ``use_trt`` and ``trt_auto_tune``, the shape ranges are collected
     first (:func:`~paddleseg.deploy.tensorrt.collect_shape_ranges`: the
     export run on the tuning shapes, the file written beside it). int8
-    TensorRT needs the calibration tables of
+    TensorRT (asked for, or the default of an export calibrated by
+    ``export.py --quantize int8``, whose shape ranges it also uses) needs
+    the calibration tables of
     :func:`~paddleseg.deploy.tensorrt.calibrate_int8` in the cache folder:
     without them Paddle would run its calibration mode (no TensorRT engine),
     so this raises instead. Paddle's "some trt inputs dynamic shape info not
@@ -245,17 +252,21 @@ def create_predictor(model_dir, use_gpu=False, use_onednn=False, cpu_threads=Non
         paddle.inference.Predictor
     """
     from paddle import inference
-    opts = DeployOptions.from_predictor_args('inference', use_gpu, use_onednn,
-                                             cpu_threads, **options)
+    deploy = load_deploy(model_dir)
+    opts = _export_options(deploy, use_gpu, use_onednn, cpu_threads, options)
+    if deploy.get('precision') == 'int8' and deploy_format(deploy) == 'paddle_legacy':
+        logger.info('{}: calibrated for TensorRT int8; {}'.format(
+            model_dir, 'TensorRT runs {}'.format(opts.precision) if opts.use_trt else
+            'without use_trt (--use_trt) the float program runs'))
     if opts.use_trt:
-        deploy = load_deploy(model_dir)
         if opts.trt_auto_tune:
             collect_shape_ranges(model_dir, deploy, opts)
         trt = trt_settings(model_dir, deploy, deploy_format(deploy), opts)
         if opts.precision == 'int8' and not calibration_tables(trt.cache_dir):
-            raise DeployError('int8 TensorRT: no calibration table in {}: run '
-                              'paddleseg.deploy.tensorrt.calibrate_int8 on '
-                              'representative images first'.format(trt.cache_dir))
+            raise DeployError('int8 TensorRT: no calibration table in {}: export with '
+                              'export.py --format paddle_legacy --quantize int8, or run '
+                              'paddleseg.deploy.tensorrt.calibrate_int8 on representative '
+                              'images first'.format(trt.cache_dir))
     config = build_config(model_dir, use_gpu, use_onednn, cpu_threads, **options)
     try:
         return inference.create_predictor(config)
@@ -266,6 +277,20 @@ def create_predictor(model_dir, use_gpu=False, use_onednn=False, cpu_threads=Non
                           '(ops left out of TensorRT, e.g. the point head\'s, split the '
                           'program): pass trt_auto_tune=True (--auto_tune) to collect '
                           'them') from None
+
+
+def _export_options(deploy, use_gpu, use_onednn, cpu_threads, options):
+    """The :class:`DeployOptions` of the arguments for this export: with
+    TensorRT, the precision of :func:`~paddleseg.deploy.tensorrt.trt_precision`
+    (int8 for an export calibrated by ``export.py --quantize int8``), also
+    set in ``options`` (a dict, changed in place)."""
+    opts = DeployOptions.from_predictor_args('inference', use_gpu, use_onednn,
+                                             cpu_threads, **options)
+    if opts.use_trt and trt_precision(deploy, opts.precision) != opts.precision:
+        options['precision'] = trt_precision(deploy, opts.precision)
+        opts = DeployOptions.from_predictor_args('inference', use_gpu, use_onednn,
+                                                 cpu_threads, **options)
+    return opts
 
 
 def run_predictor(predictor, images):

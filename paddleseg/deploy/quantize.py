@@ -1,4 +1,5 @@
-"""INT8 post-training quantization of an ONNX export.
+"""INT8 post-training quantization of an ONNX export, and what
+``export.py --quantize`` applies to.
 
 Owns :func:`quantize_onnx` (ONNX Runtime's static quantization of a
 ``model.onnx`` in place, calibrated on images), :func:`calibration_images`
@@ -6,7 +7,9 @@ Owns :func:`quantize_onnx` (ONNX Runtime's static quantization of a
 :func:`calibration_batches` (those images through the export's transforms),
 :func:`subdivision_nodes` (the nodes that stay float), :func:`float_inputs`
 (their inputs read float) and :func:`check_quantize` (what ``--quantize``
-applies to).
+applies to: an ONNX export, quantized here, or a ``paddle_legacy`` one on a
+GPU with TensorRT, calibrated by Paddle-TensorRT on the same images,
+:func:`paddleseg.deploy.tensorrt.calibrate_export`).
 
 What is quantized, and why (measured on the demo's trained model with
 benchmarks/low_precision.py, docs/deployment.md "INT8"):
@@ -38,6 +41,7 @@ import tempfile
 
 import numpy as np
 
+from paddleseg.deploy import tensorrt
 from paddleseg.deploy.deploy_file import EXPORT_INPUT_NAME, import_or_explain
 from paddleseg.errors import DeployError, SegError
 
@@ -148,18 +152,36 @@ def float_inputs(model, names):
     return rewired
 
 
-def check_quantize(quantize, fmt):
+def check_quantize(quantize, fmt, input_shape=None):
     """Raise DeployError unless ``quantize`` (None or one of
-    :data:`QUANTIZE_CHOICES`) can apply to the export format ``fmt``."""
+    :data:`QUANTIZE_CHOICES`) can apply to the export format ``fmt`` here:
+    ``onnx`` (this module's quantization; ImportError without ONNX
+    Runtime's quantizer), or ``paddle_legacy`` with a fixed ``input_shape``
+    (``[N, C, H, W]``, checked when given) on a paddle with CUDA, a GPU and
+    TensorRT (Paddle-TensorRT's calibration,
+    :func:`paddleseg.deploy.tensorrt.calibrate_export`)."""
     if quantize is None:
         return
     if quantize not in QUANTIZE_CHOICES:
         raise DeployError('--quantize must be one of {}, got {!r}'.format(
             QUANTIZE_CHOICES, quantize))
-    if fmt != 'onnx':
-        raise DeployError('--quantize {} quantizes an ONNX model: add --format onnx '
-                          '(got --format {})'.format(quantize, fmt))
-    import_or_explain('onnxruntime.quantization', 'export --quantize int8')
+    if fmt == 'onnx':
+        import_or_explain('onnxruntime.quantization', 'export --quantize int8')
+        return
+    missing = tensorrt.tensorrt_missing()
+    if missing:
+        raise DeployError('--quantize {} --format {} calibrates Paddle-TensorRT int8 on a '
+                          'GPU, but {}: for CPUs use --format onnx --quantize {}'.format(
+                              quantize, fmt, missing, quantize))
+    if fmt != 'paddle_legacy':
+        raise DeployError("--quantize {} --format {}: Paddle Inference's TensorRT runs "
+                          "paddle_legacy programs only (model.pdmodel): use --format "
+                          "paddle_legacy".format(quantize, fmt))
+    if input_shape is not None and any(v in (None, -1) for v in input_shape):
+        raise DeployError('--quantize {} --format {}: TensorRT calibrates at one input '
+                          'shape: give a fixed --input_shape N 3 H W (the size of the '
+                          'calibration images after the export transforms), got {}'.format(
+                              quantize, fmt, [-1 if v is None else v for v in input_shape]))
 
 
 def _optimized(onnx, onnx_file, out):

@@ -5,7 +5,12 @@ size, the input's shape range, the shape-range file), the two passes run
 before a TensorRT predictor is built (:func:`collect_shape_ranges`, the
 ``trt_auto_tune`` pass, and :func:`calibrate_int8`, the int8 calibration
 pass), reading a shape-range file (:func:`read_shape_ranges`) and the
-precision names of Paddle Inference (:func:`precision_type`).
+precision names of Paddle Inference (:func:`precision_type`); and the int8
+calibration of ``export.py --format paddle_legacy --quantize int8``
+(:func:`calibrate_export`, its batches :func:`fixed_shape_batches`, what
+this paddle lacks for it :func:`tensorrt_missing`) with what a later
+TensorRT predictor takes from it (:func:`trt_precision`,
+:func:`calibrated_shape_file`).
 :mod:`paddleseg.deploy.paddle_inference` makes the ``Config`` calls.
 
 Why the shape ranges of every tensor, not only of the input ``x``: in its
@@ -35,7 +40,8 @@ import re
 
 import numpy as np
 
-from paddleseg.deploy.deploy_file import EXPORT_INPUT_NAME, load_deploy, program_input_name
+from paddleseg.deploy.deploy_file import (EXPORT_INPUT_NAME, deploy_format, load_deploy,
+                                          program_input_name)
 from paddleseg.deploy.options import DeployOptions
 from paddleseg.errors import DeployError
 
@@ -50,6 +56,10 @@ ENGINE_PREFIX = 'trt_serialized_'
 
 DEFAULT_CACHE = '_opt_cache'
 """Paddle's cache folder in the export's folder when ``trt_cache_dir`` is not set."""
+
+CALIBRATION_METHOD = 'EntropyCalibration2'
+"""TensorRT's calibrator behind Paddle-TensorRT's calibration mode
+(``IInt8EntropyCalibrator2``), for ``deploy.yaml``."""
 
 TrtSettings = collections.namedtuple(
     'TrtSettings', 'max_batch_size shape_range shape_file cache_dir')
@@ -95,6 +105,9 @@ def trt_settings(model_dir, deploy, fmt, opts):
     input_name = program_input_name(model_dir, deploy)
     tuned = opts.trt_auto_tune or opts.trt_shape_file is not None
     shape_file = shape_file_of(model_dir, opts) if tuned else None
+    if not tuned and opts.trt_dynamic_shape is None:  # the ranges the calibration used
+        shape_file = calibrated_shape_file(model_dir, deploy)
+        tuned = shape_file is not None
     if opts.trt_dynamic_shape is not None:
         shape_range = trt_shape_range(opts.trt_dynamic_shape, input_shape, input_name)
     elif -1 not in input_shape:  # fixed: min = opt = max (see the module's doc)
@@ -229,7 +242,7 @@ def calibrate_int8(model_dir, batches, **options):
     if opts.trt_auto_tune:
         collect_shape_ranges(model_dir, load_deploy(model_dir), opts)
     config = paddle_inference.build_config(model_dir, **options)
-    _run_and_release(config, [np.asarray(b, dtype='float32') for b in batches])
+    _run_and_release(config, (np.asarray(b, dtype='float32') for b in batches))
     cache = options.get('trt_cache_dir') or os.path.join(str(model_dir), DEFAULT_CACHE)
     return calibration_tables(cache)
 
@@ -237,6 +250,128 @@ def calibrate_int8(model_dir, batches, **options):
 def calibration_tables(cache_dir):
     """The int8 calibration tables in ``cache_dir``."""
     return sorted(glob.glob(os.path.join(str(cache_dir), CALIB_PREFIX + '*')))
+
+
+def tensorrt_missing():
+    """What this paddle lacks to build TensorRT engines here (one phrase:
+    CUDA, a GPU, TensorRT at build or at run time), or None."""
+    import paddle
+    from paddle import inference
+    name = 'paddle {}'.format(paddle.__version__)
+    if not paddle.is_compiled_with_cuda():
+        return '{} is a CPU-only build (no CUDA, no TensorRT)'.format(name)
+    if tuple(inference.get_trt_compile_version()) == (0, 0, 0):
+        return '{} is built without TensorRT'.format(name)
+    if tuple(inference.get_trt_runtime_version()) == (0, 0, 0):
+        return '{} is built with TensorRT but finds no TensorRT library at run time'.format(
+            name)
+    if paddle.device.cuda.device_count() == 0:
+        return '{} sees no GPU'.format(name)
+    return None
+
+
+def fixed_shape_batches(batches, input_shape):
+    """The ``float32 [1, 3, H, W]`` ``batches`` as inputs of the fixed
+    ``input_shape`` (``[N, C, H, W]``, no -1): N images stacked a batch (a
+    last incomplete batch left out), each checked against ``C, H, W``.
+    TensorRT calibrates at one shape (at ``opt`` of a dynamic range), so
+    the calibration images must have the size the export runs at. The
+    first image is checked at once (before an export's work), the others
+    as they come.
+
+    Raises:
+        DeployError: an image of another size (one line, naming
+            ``--input_shape``), or fewer images than N.
+    """
+    n, want = int(input_shape[0]), [int(v) for v in input_shape[1:]]
+    batches = iter(batches)
+
+    def checked(image):
+        image = np.asarray(image, dtype='float32')
+        if list(image.shape[1:]) != want or image.shape[0] != 1:
+            raise DeployError(
+                '--quantize int8: a calibration image is {} after the export transforms, '
+                'but TensorRT calibrates at the fixed input {} (--input_shape): export '
+                'with the size the images have, or resize them in export.transforms'
+                .format('x'.join(map(str, image.shape)), 'x'.join(map(str, input_shape))))
+        return image
+    first = next(batches, None)
+    if first is None:
+        raise DeployError('--quantize int8: no calibration image')
+    first = checked(first)
+
+    def stacked():
+        group, made = [first], 0
+        for image in batches:
+            if len(group) == n:
+                yield np.concatenate(group)
+                group, made = [], made + 1
+            group.append(checked(image))
+        if len(group) == n:
+            yield np.concatenate(group)
+        elif not made:
+            raise DeployError('--quantize int8: {} calibration image(s), fewer than the '
+                              'batch size N={} of --input_shape'.format(len(group), n))
+    return stacked()
+
+
+def calibrate_export(model_dir, batches, device_id=0):
+    """The int8 calibration of a ``paddle_legacy`` export (``export.py
+    --quantize int8``): :func:`calibrate_int8` with ``trt_auto_tune`` (the
+    point head splits the program: every subgraph input needs its range),
+    in the export's default cache folder (:data:`DEFAULT_CACHE`) and with
+    its shape-range file (:data:`SHAPE_FILE`) beside the model, on GPU
+    ``device_id``.
+
+    Args:
+        model_dir (str): The export (its ``deploy.yaml`` written; fixed
+            input shape).
+        batches (iterable): ``float32 [N, 3, H, W]`` at the export's fixed
+            shape (:func:`fixed_shape_batches`).
+
+    Returns:
+        dict: the calibration for ``deploy.yaml``: ``images`` (how many),
+        ``method``, ``engine``, ``tables`` (how many), ``cache_dir`` and
+        ``shape_file`` (relative to the export).
+
+    Raises:
+        DeployError: Paddle wrote no calibration table (no TensorRT subgraph).
+    """
+    count = [0]
+
+    def counted():
+        for batch in batches:
+            count[0] += int(np.shape(batch)[0])
+            yield batch
+    tables = calibrate_int8(model_dir, counted(), trt_auto_tune=True, device_id=device_id)
+    if not tables:
+        raise DeployError('--quantize int8: Paddle-TensorRT wrote no calibration table in '
+                          '{} (no TensorRT subgraph in the program?)'.format(
+                              os.path.join(str(model_dir), DEFAULT_CACHE)))
+    return {'images': count[0], 'method': CALIBRATION_METHOD, 'engine': 'paddle_tensorrt',
+            'tables': len(tables), 'cache_dir': DEFAULT_CACHE, 'shape_file': SHAPE_FILE}
+
+
+def calibrated_shape_file(model_dir, deploy):
+    """The shape-range file the int8 calibration of the export ran with
+    (``deploy.yaml``'s ``calibration.shape_file``, :func:`calibrate_export`),
+    when it is there; else None. A TensorRT predictor given no shape range
+    of its own uses it."""
+    calibration = deploy.get('calibration') or {}
+    name = calibration.get('shape_file') if isinstance(calibration, dict) else None
+    path = os.path.join(str(model_dir), str(name)) if name else None
+    return path if path and os.path.isfile(path) else None
+
+
+def trt_precision(deploy, precision):
+    """The TensorRT precision of an export asked for ``precision``: int8
+    when fp32 (the default) is asked of a ``paddle_legacy`` export that
+    ``deploy.yaml`` says is int8 (calibrated by :func:`calibrate_export`),
+    else ``precision``."""
+    if precision == 'fp32' and deploy.get('precision') == 'int8' and \
+            deploy_format(deploy) == 'paddle_legacy':
+        return 'int8'
+    return precision
 
 
 def serialized_engines(cache_dir):
