@@ -20,6 +20,10 @@ tests/gpu/test_export_gpu.py, measured there for fp32 GPU runs); fp16 at least
 99.5% (FP16_MIN_AGREEMENT in tests/gpu/conftest.py, from a measurement); bf16 at least
 99% and TensorRT int8 (calibrated on the same kind of inputs) at least 95%:
 bounds set before any run (no GPU was lent), to be replaced by measured ones.
+``export.py --format paddle_legacy --quantize int8`` (the CLI path of the
+same calibration, on the tiny val images) is then run by ``val.py --use_trt``
+and by a predictor with the default precision, which must be int8 TensorRT
+engines built from the export's tables (same bound).
 Skips: fp16 below compute capability 7.0, bf16 below 8.0, TensorRT when this
 paddle is built without it or finds no TensorRT library at run time. The CPU
 tests of these configs: tests/test_predictor_config.py, tests/test_trt_config.py.
@@ -174,3 +178,35 @@ def test_tensorrt_int8_calibrated(exported, tools, tmp_path):
     gpu = _trt_predictor(exported['fixed'], 'fixed', cache, precision='int8',
                          trt_auto_tune=True)
     _check_against_cpu(tools, exported['fixed'], 'fixed', gpu, {'precision': 'int8'})
+
+
+def test_export_quantize_int8_then_use_trt_runs_int8(tiny, random_weights, tools, tmp_path):
+    """export.py calibrates; val.py --use_trt and a default-precision
+    predictor run the export as int8 TensorRT from its tables."""
+    from paddleseg.deploy import create_predictor, load_deploy, run_predictor
+    from paddleseg.deploy.tensorrt import (DEFAULT_CACHE, SHAPE_FILE, calibration_tables,
+                                           serialized_engines)
+    _need_tensorrt()
+    out = tmp_path / 'int8'
+    proc = tools.run_python([tools.script('export.py'), '--config', tiny['cfg'],
+                             '--model_path', random_weights, '--save_dir', out,
+                             '--device', tools.DEVICE, '--input_shape', 1, 3, 64, 128,
+                             '--quantize', 'int8', '--calib_num', 2])
+    tools.check_ok(proc, 'export.py --quantize int8')
+    deploy = load_deploy(str(out))
+    assert deploy['precision'] == 'int8' and deploy['calibration']['images'] == 2
+    tables = calibration_tables(out / DEFAULT_CACHE)
+    assert tables and len(tables) == deploy['calibration']['tables']
+    assert (out / SHAPE_FILE).is_file()
+
+    proc = tools.run_python([tools.script('val.py'), '--config', tiny['cfg'],
+                             '--model_path', out, '--engine', 'inference',
+                             '--device', tools.DEVICE, '--use_trt'])
+    tools.check_ok(proc, 'val.py --use_trt on the int8 export')
+    assert 'TensorRT runs int8' in proc.stdout + proc.stderr
+
+    # the same config in process, engines serialised (use_static) to prove them
+    gpu = create_predictor(str(out), use_gpu=True, use_trt=True, trt_use_static=True)
+    run_predictor(gpu, _image(*SHAPES['fixed'][0]))
+    assert serialized_engines(out / DEFAULT_CACHE), 'int8 left in calibration mode'
+    _check_against_cpu(tools, str(out), 'fixed', gpu, {'precision': 'int8'})
