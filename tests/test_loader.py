@@ -11,10 +11,9 @@ import pytest
 
 from paddleseg.core import loader as loader_mod
 from paddleseg.core.loader import (DeviceNormalize, build_train_loader, compact_dataset,
-                                   shm_needed, shm_shortage, to_device_batch,
+                                   endless_batches, shm_needed, shm_shortage, to_device_batch,
                                    worker_death_message)
 from paddleseg.core.sampler import LOAD_ERROR
-from paddleseg.core.trainer import _endless
 from paddleseg.datasets import Cityscapes
 from paddleseg.errors import ConfigError, DatasetError
 from paddleseg.transforms import (Compose, Normalize, RandomDistort, RandomHorizontalFlip,
@@ -278,7 +277,7 @@ def test_persistent_workers_serve_every_epoch_in_order(tiny_root, monkeypatch):
     the batches are the sampler's, in order (as without workers)."""
     monkeypatch.setattr(loader_mod, 'probe_sample_nbytes', lambda dataset, seed: None)
     loader, _ = build_train_loader(_Pids(), 2, 2, _state())
-    batches = _endless(loader)
+    batches = endless_batches(loader)
     try:
         got = [next(batches) for _ in range(6)]  # 2 batches an epoch
     finally:
@@ -286,7 +285,7 @@ def test_persistent_workers_serve_every_epoch_in_order(tiny_root, monkeypatch):
     pids = {int(p) for b in got for p in b['pid'].numpy().reshape(-1)}
     assert len(pids) == 2 and os.getpid() not in pids
     plain, _ = build_train_loader(_Pids(), 2, 0, _state())
-    batches = _endless(plain)
+    batches = endless_batches(plain)
     want = [next(batches)['index'].numpy().reshape(-1).tolist() for _ in range(6)]
     batches.close()
     assert [b['index'].numpy().reshape(-1).tolist() for b in got] == want
@@ -300,7 +299,7 @@ def test_a_persistent_loader_whose_workers_died_raises_at_the_next_epoch(monkeyp
     import time
     monkeypatch.setattr(loader_mod, 'probe_sample_nbytes', lambda dataset, seed: None)
     loader, _ = build_train_loader(_Pids(), 2, 2, _state())
-    batches = _endless(loader)
+    batches = endless_batches(loader)
     handler = signal.getsignal(signal.SIGCHLD)
     try:
         got = [next(batches) for _ in range(2)]  # the whole first epoch
@@ -415,3 +414,34 @@ def test_processes_sharing_the_machines_shm_come_from_the_launcher():
     assert local_process_count({}) == 1
     assert local_process_count({'PADDLE_LOCAL_SIZE': 'x'}) == 1
     assert local_process_count({'PADDLE_LOCAL_SIZE': '0'}) == 1
+
+
+class _RacedWorker:
+    """A worker whose ``is_alive()`` says True after another thread reaped
+    it (what ``multiprocessing`` answers when its ``waitpid`` finds no such
+    child before the reaping thread stored the exit code)."""
+
+    def __init__(self, pid):
+        self.pid = pid
+
+    def is_alive(self):
+        return True
+
+
+def test_a_worker_reaped_by_paddles_reader_thread_counts_as_dead():
+    """Found in a full CI run: paddle's reader thread reaped the killed
+    workers while the next epoch checked them; is_alive() said they lived
+    and the epoch waited for them (test above, 20 s alarm)."""
+    import subprocess
+    reaped = subprocess.Popen([sys.executable, '-c', 'pass'])
+    reaped.wait()
+    running = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)'])
+    try:
+        with pytest.raises(RuntimeError, match=r'exited unexpectedly \(pids {}\)'.format(
+                reaped.pid)):
+            loader_mod._check_workers(SimpleNamespace(
+                _workers=[_RacedWorker(running.pid), _RacedWorker(reaped.pid)]))
+        loader_mod._check_workers(SimpleNamespace(_workers=[_RacedWorker(running.pid)]))
+    finally:
+        running.kill()
+        running.wait()

@@ -29,6 +29,10 @@ worker dies later, paddle says so in the training process wherever that
 process is (its SIGCHLD handler), or only that its queue was killed;
 :func:`loader_failure` turns either into one line with the same fix (the
 trainer's ``run``).
+
+Epochs. :func:`endless_batches` runs the loader epoch after epoch; with
+persistent workers a dead worker is found between epochs (paddle's own
+loader would wait for it for ever).
 """
 
 import os
@@ -247,3 +251,46 @@ def build_train_loader(dataset, batch_size, num_workers, state, processes=1, agr
         collate_fn=collate_batch, worker_init_fn=worker_init,
         prefetch_factor=PREFETCH_FACTOR, persistent_workers=num_workers > 0)
     return loader, normalize
+
+
+def endless_batches(loader):
+    """The loader's batches, epoch after epoch (with persistent workers, the
+    same worker processes every epoch); closing it shuts the loader
+    iterator (and its workers) down. A persistent loader whose workers died
+    raises at the next epoch (paddle's would wait for them for ever)."""
+    batches = None
+    try:
+        while True:
+            _check_workers(batches)
+            batches = iter(loader)
+            yield from batches
+    finally:
+        shutdown = getattr(batches, '_try_shutdown_all', None)
+        if shutdown is not None:
+            shutdown()
+
+
+def _check_workers(batches):
+    """Raise if the worker processes of ``batches`` (a loader iterator, or
+    None) are not all alive."""
+    dead = [w.pid for w in getattr(batches, '_workers', None) or () if _ended(w)]
+    if dead:
+        raise RuntimeError('DataLoader worker processes exited unexpectedly (pids {}) '
+                           'before the next epoch'.format(', '.join(map(str, dead))))
+
+
+def _ended(worker):
+    """Whether the process of ``worker`` (a ``multiprocessing.Process``)
+    has ended. ``is_alive()`` alone can say a dead worker lives: paddle's
+    reader thread reaps dead workers too, and ``multiprocessing`` reads "no
+    such child" (already reaped by the other thread, its exit code not yet
+    stored) as "running". ``os.waitid`` with ``WNOWAIT`` reaps nothing and
+    knows both cases; where it is missing, ``is_alive()`` decides."""
+    if not worker.is_alive():
+        return True
+    if not hasattr(os, 'waitid'):
+        return False
+    try:
+        return os.waitid(os.P_PID, worker.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:  # reaped by another thread
+        return True

@@ -26,7 +26,8 @@ import paddle
 from paddleseg.core import amp
 from paddleseg.core.checkpointer import Checkpointer
 from paddleseg.core.hooks import NanPolicyHook, default_hooks
-from paddleseg.core.loader import build_train_loader, loader_failure, to_device_batch
+from paddleseg.core.loader import (build_train_loader, endless_batches, loader_failure,
+                                   to_device_batch)
 from paddleseg.core.optim_state import lr_scheduler_of
 from paddleseg.core.options import TrainOptions  # noqa: F401
 from paddleseg.core.sampler import LOAD_ERROR, LOAD_TRACEBACK
@@ -50,32 +51,6 @@ def compute_losses(logits_list, label, losses):
 LOADER_FAILURE = 'loader_failure'
 """The key of the batch :meth:`Trainer._next_batch` returns when the loader
 raised (the exception)."""
-
-
-def _endless(loader):
-    """The loader's batches, epoch after epoch (with persistent workers, the
-    same worker processes every epoch); closing it shuts the loader
-    iterator (and its workers) down. A persistent loader whose workers died
-    raises at the next epoch (paddle's would wait for them for ever)."""
-    batches = None
-    try:
-        while True:
-            _check_workers(batches)
-            batches = iter(loader)
-            yield from batches
-    finally:
-        shutdown = getattr(batches, '_try_shutdown_all', None)
-        if shutdown is not None:
-            shutdown()
-
-
-def _check_workers(batches):
-    """Raise if the worker processes of ``batches`` (a loader iterator, or
-    None) are not all alive."""
-    dead = [w.pid for w in getattr(batches, '_workers', None) or () if not w.is_alive()]
-    if dead:
-        raise RuntimeError('DataLoader worker processes exited unexpectedly (pids {}) '
-                           'before the next epoch'.format(', '.join(map(str, dead))))
 
 
 class Trainer:
@@ -172,7 +147,7 @@ class Trainer:
     def run(self):
         """Train to ``opts.iters``; return ``{'miou', 'iter'}`` of the best model."""
         with self.state.signals:
-            batches = _endless(self._loader())
+            batches = endless_batches(self._loader())
             try:
                 self._call('before_train')
                 self._loop(batches)
