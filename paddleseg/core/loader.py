@@ -273,24 +273,7 @@ def endless_batches(loader):
 def _check_workers(batches):
     """Raise if the worker processes of ``batches`` (a loader iterator, or
     None) are not all alive."""
-    dead = [w.pid for w in getattr(batches, '_workers', None) or () if _ended(w)]
+    dead = [w.pid for w in getattr(batches, '_workers', None) or () if not w.is_alive()]
     if dead:
         raise RuntimeError('DataLoader worker processes exited unexpectedly (pids {}) '
                            'before the next epoch'.format(', '.join(map(str, dead))))
-
-
-def _ended(worker):
-    """Whether the process of ``worker`` (a ``multiprocessing.Process``)
-    has ended. ``is_alive()`` alone can say a dead worker lives: paddle's
-    reader thread reaps dead workers too, and ``multiprocessing`` reads "no
-    such child" (already reaped by the other thread, its exit code not yet
-    stored) as "running". ``os.waitid`` with ``WNOWAIT`` reaps nothing and
-    knows both cases; where it is missing, ``is_alive()`` decides."""
-    if not worker.is_alive():
-        return True
-    if not hasattr(os, 'waitid'):
-        return False
-    try:
-        return os.waitid(os.P_PID, worker.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-    except ChildProcessError:  # reaped by another thread
-        return True
