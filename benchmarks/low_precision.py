@@ -19,8 +19,11 @@ float export's. Paths:
   kept float), and of the convolutions with the point head sampling the
   quantized copy of the features;
 * ``openvino fp32`` / ``openvino bf16``: the float export in OpenVINO with
-  ``INFERENCE_PRECISION_HINT`` f32 / bf16 (here directly, until the
-  ``--engine openvino`` of val.py);
+  ``INFERENCE_PRECISION_HINT`` f32 / bf16, every layer as the plugin
+  chooses;
+* ``openvino bf16, refinement fp32``: bf16 with the PointRend refinement
+  kept fp32, as ``--engine openvino --precision bf16`` runs it
+  (``openvino_runtime.keep_refinement_fp32``);
 * ``openvino int8``: the INT8 export in OpenVINO, reshaped to the static
   input size (OpenVINO 2026.4 does not compile the QDQ model with a dynamic
   input: "Accessing out-of-range dimension").
@@ -98,11 +101,13 @@ def variant_models(args, builder, dirs):
     return out
 
 
-def openvino_runner(model_file, precision, threads, static=False):
+def openvino_runner(model_file, precision, threads, static=False, keep_refinement=False):
     """``x -> class map`` of ``model_file`` in OpenVINO on the CPU with the
     inference precision hint ``precision``; ``static``: compiled for each
-    input size met (reshaped)."""
+    input size met (reshaped); ``keep_refinement``: the refinement marked
+    to stay fp32."""
     import openvino as ov
+    from paddleseg.deploy.openvino_runtime import keep_refinement_fp32
     core = ov.Core()
     config = {'INFERENCE_PRECISION_HINT': precision, 'INFERENCE_NUM_THREADS': threads}
     compiled = {}
@@ -113,6 +118,8 @@ def openvino_runner(model_file, precision, threads, static=False):
             model = core.read_model(model_file)
             if static:
                 model.reshape(list(x.shape))
+            if keep_refinement:
+                model = keep_refinement_fp32(core, model)[0]
             compiled[key] = core.compile_model(model, 'CPU', config)
         return compiled[key](x)[0]
     return run
@@ -129,6 +136,8 @@ def paths_to_run(args, dirs, variants):
         fp32 = os.path.join(dirs['fp32'], 'model.onnx')
         runs += [('openvino fp32', openvino_runner(fp32, 'f32', args.threads)),
                  ('openvino bf16', openvino_runner(fp32, 'bf16', args.threads)),
+                 ('openvino bf16, refinement fp32', openvino_runner(
+                     fp32, 'bf16', args.threads, keep_refinement=True)),
                  ('openvino int8 (static shape)', openvino_runner(
                      os.path.join(dirs['int8'], 'model.onnx'), 'f32', args.threads,
                      static=True))]

@@ -203,6 +203,52 @@ def test_bf16_runs_in_bf16_and_agrees(tiny):
     assert agreement >= BF16_AGREEMENT, agreement  # measured 99.82% here
 
 
+def _runtime_precisions(compiled):
+    """``{layer type: [runtime precision, ...]}`` of a compiled model."""
+    out = {}
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        out.setdefault(info['layerType'].astype(str), []).append(
+            info['runtimePrecision'].astype(str))
+    return out
+
+
+def test_refinement_layers_are_found_by_structure(tiny, tmp_path):
+    """The marked layers: one Convolution (the coarse logits'), every TopK,
+    GridSample and MatMul after it, no layer before it; none in a model
+    without the subdivision's TopK."""
+    import xml.etree.ElementTree as ET
+    import openvino
+    core = openvino.Core()
+    model = core.read_model(os.path.join(_export(tiny), 'model.onnx'))
+    openvino.save_model(model, str(tmp_path / 'm.xml'), compress_to_fp16=False)
+    root = ET.parse(str(tmp_path / 'm.xml')).getroot()
+    types = {layer.get('id'): layer.get('type') for layer in root.find('layers')}
+    marked = openvino_runtime.refinement_layers(root)
+    kinds = [types[i] for i in marked]
+    assert kinds.count('Convolution') == 1 and kinds[0] == 'Convolution'
+    for kind in ('TopK', 'GridSample', 'MatMul', 'ScatterElementsUpdate'):
+        assert kinds.count(kind) == list(types.values()).count(kind), kind
+    assert 'Parameter' not in kinds and 'Result' not in kinds
+    _, n = openvino_runtime.keep_refinement_fp32(core, model)
+    assert n == len(marked)
+    x = openvino.opset13.parameter([1, 3, 8, 8], openvino.Type.f32)
+    plain = openvino.Model([openvino.opset13.relu(x)], [x])
+    assert openvino_runtime.keep_refinement_fp32(core, plain) == (plain, 0)
+
+
+@needs_bf16
+def test_bf16_keeps_the_refinement_fp32(tiny):
+    """Under bf16 the plugin honours the marks: the coarse logits'
+    convolution and the subdivision's TopKs run fp32, the other
+    convolutions bf16 (without the marks every one runs bf16)."""
+    compiled = openvino_runtime.create_openvino_model(_export(tiny), 2, 'bf16')
+    precisions = _runtime_precisions(compiled)
+    convs = precisions['Convolution']
+    assert convs.count('f32') == 1 and convs.count('bf16') == len(convs) - 1, convs
+    assert set(precisions['TopK']) == {'f32'}, precisions['TopK']
+
+
 def test_load_engine_refusals(tiny, no_bf16):
     model_dir = _export(tiny)
     with pytest.raises(DeployError, match='neither AMX-BF16'):
