@@ -583,7 +583,9 @@ def task_engine(args, paddle):
                 peak = peak_since_reset(base)
                 agreement, miou_diff = engine_agreement(out['map'], reference, labels)
                 engines[name] = {'seconds': seconds, 'times': times, 'peak_mb': peak,
-                                 'agreement': agreement, 'miou_diff': miou_diff}
+                                 'agreement': agreement, 'miou_diff': miou_diff,
+                                 'precision': 'int8' if fmt.endswith('_int8')
+                                 else options.get('precision', 'fp32')}
                 if options.get('precision') == 'bf16':
                     engines[name]['note'] = 'bf16 on ' + bf16_isa()
             except Exception as exc:  # report, do not crash: that is the finding

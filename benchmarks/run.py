@@ -119,7 +119,7 @@ def plan(quick):
                                              mmap_threshold=DEFAULT_MMAP_THRESHOLD), goal))
     # the deployment issue: our engines (bench_worker.task_engine) against
     # PaddleSeg's dygraph eval, same structured input, all cores by default
-    engine_goal = {'speedup': 4, 'agreement': 0.999, 'miou_diff': 1e-3}
+    engine_goal = {'speedup': 4, 'agreement': 0.999, 'miou_diff': 1e-3}  # fp32 engines
     sizes = [('ResNet18_vd', 256, 512)] if quick else \
         [('ResNet101_vd', 512, 1024), ('ResNet101_vd', 1024, 2048)]
     for backbone, height, width in sizes:
@@ -411,7 +411,11 @@ def format_engines(name, res, target, diff):
         else:
             notes = ['agreement {:.4%}, mIoU diff {:.1e}'.format(r['agreement'], r['miou_diff'])]
             notes += [r['note']] if r.get('note') else []
-            goals = _engine_goals(target, speed, r)
+            if r.get('precision', 'fp32') != 'fp32' and target:
+                notes.append(LOW_PRECISION_NOTE)
+                goals = _engine_goals(LOW_PRECISION_GOAL, speed, r)
+            else:
+                goals = _engine_goals(target, speed, r)
             logit = ''
         lines.append('| {} | {:.4f} | {} | {} | {} | | {} | {} |'.format(
             label, r['seconds'], ref_cell, speed_cell, mem, logit,
@@ -419,14 +423,25 @@ def format_engines(name, res, target, diff):
     return '\n'.join(lines)
 
 
+LOW_PRECISION_GOAL = {'speedup': 8, 'stretch': 12}
+"""The low-precision engines' goal (issue 20): >= 8x PaddleSeg 2.8.0's
+dygraph eval, 12x the stretch (set for a CPU with AMX). Their agreement is
+judged on a trained model (:data:`LOW_PRECISION_NOTE`), not here."""
+
+LOW_PRECISION_NOTE = ('random weights: near-ties everywhere, so no agreement verdict; '
+                      'the trained model\'s is benchmarks/low_precision.py\'s')
+
+
 def _engine_goals(target, speed, r):
-    """'speedup >= 4x met', 'agreement >= 99.9% NOT met', 'mIoU diff <= 1e-3 met'."""
+    """'speedup >= 4x met', 'agreement >= 99.9% NOT met', 'mIoU diff <= 1e-3 met'
+    ('stretch >= 12x met' where the target has a stretch)."""
     def verdict(ok):
         return 'met' if ok else 'NOT met'
     out = []
-    if 'speedup' in target:
-        out.append('speedup >= {}x {}'.format(
-            target['speedup'], verdict(speed is not None and speed >= target['speedup'])))
+    for key, word in (('speedup', 'speedup'), ('stretch', 'stretch')):
+        if key in target:
+            out.append('{} >= {}x {}'.format(
+                word, target[key], verdict(speed is not None and speed >= target[key])))
     if 'agreement' in target:
         out.append('agreement >= {:g}% {}'.format(
             100 * target['agreement'], verdict(r['agreement'] >= target['agreement'])))

@@ -156,6 +156,26 @@ def test_engine_row_flags_disagreement_and_shows_the_ratio_range():
     assert lines['engine X: dygraph'][8] == ''  # no logits compared
 
 
+def test_low_precision_engines_are_judged_on_issue_20s_speed_goal_not_agreement():
+    """int8/bf16 rows: >= 8x and the 12x stretch against PaddleSeg; their
+    random-weight agreement is shown without a verdict (near-ties)."""
+    res_round = _engine_round(20.0, 10.0, 8.0, 6.0, 4.0)
+    res_round['ours']['engines']['openvino int8'] = {
+        'seconds': 2.0, 'times': [2.0], 'peak_mb': 50.0, 'agreement': 0.92,
+        'miou_diff': 0.02, 'precision': 'int8'}
+    res_round['ours']['engines']['openvino bf16'] = {
+        'seconds': 1.5, 'times': [1.5], 'peak_mb': 50.0, 'agreement': 0.97,
+        'miou_diff': 0.01, 'precision': 'bf16'}
+    res = bench.combine([res_round])
+    lines = _lines(bench.format_row(('engine X', 'engine', res, ENGINE_GOAL, None)))
+    int8 = lines['engine X: openvino int8'][9]
+    assert int8 == ('agreement 92.0000%, mIoU diff 2.0e-02; ' + bench.LOW_PRECISION_NOTE +
+                    '; speedup >= 8x met; stretch >= 12x NOT met')
+    assert lines['engine X: openvino bf16'][9].endswith('speedup >= 8x met; stretch >= 12x met')
+    assert lines['engine X: onnx'][9].endswith('speedup >= 4x met; agreement >= 99.9% met; '
+                                               'mIoU diff <= 0.001 met')
+
+
 def test_engine_not_run_here_has_its_reason_and_no_verdict_and_bf16_its_isa():
     """An engine the worker did not run on this machine (bf16 on a CPU
     without it) keeps its reason over the rounds and prints it without a
