@@ -16,7 +16,7 @@ from paddleseg.core.loader import (DeviceNormalize, build_train_loader, compact_
 from paddleseg.core.sampler import LOAD_ERROR
 from paddleseg.datasets import Cityscapes
 from paddleseg.errors import ConfigError, DatasetError
-from paddleseg.transforms import (Compose, Normalize, RandomDistort, RandomHorizontalFlip,
+from paddleseg.transforms import (Normalize, RandomDistort, RandomHorizontalFlip,
                                   RandomPaddingCrop, ResizeStepScaling)
 from paddleseg.transforms import functional as F
 from tiny_data import make_tiny_cityscapes
