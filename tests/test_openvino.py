@@ -6,7 +6,8 @@ tested by simulating the capability check, :func:`paddleseg.utils.cpu.bf16_isa`)
 Measured on the tiny export (ResNet18_vd PointRendFPN, seeded weights, random
 normal images 2x3x64x128, AMD EPYC Zen 4, OpenVINO 2026.4): fp32 class maps
 equal to ONNX Runtime's on 100% of the pixels, logits within 2.4e-4; bf16
-class maps agree on 99.82-99.87% (BF16_AGREEMENT asks 99%).
+(the refinement kept fp32) class maps agree on 99.79-99.93% over four
+inputs (BF16_AGREEMENT asks 99%).
 """
 
 import json
@@ -200,7 +201,7 @@ def test_bf16_runs_in_bf16_and_agrees(tiny):
     got = load_engine(model_dir, 'openvino', cpu_threads=2, precision='bf16')(x)
     assert got.shape == want.shape
     agreement = (got == want).mean()
-    assert agreement >= BF16_AGREEMENT, agreement  # measured 99.82% here
+    assert agreement >= BF16_AGREEMENT, agreement  # measured 99.93% here
 
 
 def _runtime_precisions(compiled):
