@@ -135,7 +135,7 @@ def keep_refinement_fp32(core, model):
         xml_path = os.path.join(folder, 'model.xml')
         ov.save_model(model, xml_path, compress_to_fp16=False)
         tree = ET.parse(xml_path)
-        layers = dict((layer.get('id'), layer) for layer in tree.getroot().find('layers'))
+        layers = _ir_graph(tree.getroot())[0]
         marked = refinement_layers(tree.getroot())
         if not marked:
             return model, 0

@@ -286,8 +286,9 @@ def _export_options(deploy, use_gpu, use_onednn, cpu_threads, options):
     set in ``options`` (a dict, changed in place)."""
     opts = DeployOptions.from_predictor_args('inference', use_gpu, use_onednn,
                                              cpu_threads, **options)
-    if opts.use_trt and trt_precision(deploy, opts.precision) != opts.precision:
-        options['precision'] = trt_precision(deploy, opts.precision)
+    precision = trt_precision(deploy, opts.precision) if opts.use_trt else opts.precision
+    if precision != opts.precision:
+        options['precision'] = precision
         opts = DeployOptions.from_predictor_args('inference', use_gpu, use_onednn,
                                                  cpu_threads, **options)
     return opts

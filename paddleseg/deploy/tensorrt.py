@@ -44,6 +44,7 @@ from paddleseg.deploy.deploy_file import (EXPORT_INPUT_NAME, deploy_format, load
                                           program_input_name)
 from paddleseg.deploy.options import DeployOptions
 from paddleseg.errors import DeployError
+from paddleseg.utils.dist import device_count
 
 SHAPE_FILE = 'shape_range_info.pbtxt'
 """The shape-range file's name in ``trt_cache_dir`` (else the export's folder)."""
@@ -265,7 +266,7 @@ def tensorrt_missing():
     if tuple(inference.get_trt_runtime_version()) == (0, 0, 0):
         return '{} is built with TensorRT but finds no TensorRT library at run time'.format(
             name)
-    if paddle.device.cuda.device_count() == 0:
+    if device_count('gpu') == 0:
         return '{} sees no GPU'.format(name)
     return None
 

@@ -122,7 +122,7 @@ def _build_name():
         paddle.__version__, 'built for ' + ', '.join(built) if built else 'CPU-only build')
 
 
-def _device_count(kind):
+def device_count(kind):
     """How many devices of ``kind`` paddle sees (0 when it cannot tell)."""
     try:
         if kind == 'gpu':
@@ -154,7 +154,7 @@ def resolve_device(device=None):
             out of range.
     """
     if device is None:
-        cuda = paddle.is_compiled_with_cuda() and _device_count('gpu') > 0
+        cuda = paddle.is_compiled_with_cuda() and device_count('gpu') > 0
         return 'gpu' if cuda else 'cpu'
     device = str(device).strip().lower()
     kind, index = parse_device(device)
@@ -177,7 +177,7 @@ def resolve_device(device=None):
     if not built:
         raise ConfigError('--device {}: {} cannot run on {}; {}, or use --device cpu'
                           .format(device, _build_name(), kind, how))
-    count = _device_count(kind)
+    count = device_count(kind)
     if count == 0:
         raise ConfigError('--device {}: {} supports {} but sees no {} device (check the '
                           'driver and {}), or use --device cpu'.format(
