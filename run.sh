@@ -24,10 +24,7 @@ case "${1:-train}" in
     test)
         shift
         install requirements-dev.txt
-        # OpenVINO's tests run in a pytest process of their own: after the rest
-        # of the suite in one process, that process crashed (SIGSEGV) in them
-        "$PY" -m pytest -q tests --durations=25 --ignore=tests/test_openvino.py "$@"
-        "$PY" -m pytest -q tests/test_openvino.py "$@" ;;
+        "$PY" -m pytest -q tests --durations=25 "$@" ;;
     test-gpu)
         shift
         install requirements-dev.txt

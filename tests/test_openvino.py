@@ -220,7 +220,7 @@ def test_refinement_layers_are_found_by_structure(tiny, tmp_path):
     without the subdivision's TopK."""
     import xml.etree.ElementTree as ET
     import openvino
-    core = openvino.Core()
+    core = openvino_runtime.openvino_core()
     model = core.read_model(os.path.join(_export(tiny), 'model.onnx'))
     openvino.save_model(model, str(tmp_path / 'm.xml'), compress_to_fp16=False)
     root = ET.parse(str(tmp_path / 'm.xml')).getroot()
@@ -272,12 +272,40 @@ def test_engine_model_without_openvino_is_one_line(tiny, monkeypatch):
         EngineModel(_export(tiny), 'openvino')
 
 
+# -- the process's one Core ------------------------------------------------------
+
+DROP_IN_ORDER = r"""
+import gc, signal, subprocess, sys
+from paddleseg.deploy.openvino_runtime import openvino_runner
+signal.signal(signal.SIGCHLD, lambda *args: None)  # as paddle's DataLoader sets it
+first = openvino_runner(sys.argv[1])
+second = openvino_runner(sys.argv[1])
+del first
+gc.collect()
+del second
+gc.collect()
+for _ in range(5):   # each child's end is a SIGCHLD, handled on the altstack
+    subprocess.run(['true'], check=True)
+print('alive')
+"""
+
+
+def test_models_dropped_in_the_order_made_leave_signals_deliverable(tiny):
+    """Two OpenVINO models dropped in the order they were made, then
+    SIGCHLDs handled by Python: the process lives. With a Core each,
+    OpenVINO 2026.4's CPU plugin left the thread's alternate signal stack
+    unmapped and the first SIGCHLD killed the process (SIGSEGV), which is
+    how a full-suite pytest process crashed (docs/deployment.md)."""
+    proc = subprocess.run([sys.executable, '-c', DROP_IN_ORDER, _export(tiny)], cwd=ROOT,
+                          env=LAUNCH_ENV, capture_output=True, text=True, timeout=300)
+    assert (proc.returncode, proc.stdout.split()[-1:]) == (0, ['alive']), proc.stderr[-2000:]
+
+
 # -- val.py and predict.py --------------------------------------------------------
 
 def _run(name, argv):
     """``name`` (val.py, predict.py) in a process of its own, as users run
-    it (the entry script owns its process: in a full suite's process, mains
-    of several engines one after another once crashed inside OpenVINO)."""
+    it (the entry script owns its process)."""
     proc = subprocess.run([sys.executable, script(name)] + argv, cwd=ROOT, env=LAUNCH_ENV,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]

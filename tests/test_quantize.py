@@ -216,12 +216,12 @@ def test_openvino_runs_it_at_the_input_size(tiny):
     """OpenVINO compiles the INT8 model reshaped to the input's size (with a
     dynamic input it does not: docs/deployment.md "INT8") and its class map
     agrees with ONNX Runtime's on the same model."""
-    import openvino as ov
+    from paddleseg.deploy.openvino_runtime import openvino_core
     from paddleseg.cvlibs import Config, SegBuilder
     builder = SegBuilder(Config(tiny['cfg']))
     paths, _ = quant.calibration_images(builder, calib_num=1)
     x = next(quant.calibration_batches(paths, builder.export_transforms))
-    core = ov.Core()
+    core = openvino_core()   # the process's one Core (see its docstring)
     model = core.read_model(os.path.join(tiny['int8'], 'model.onnx'))
     model.reshape(list(x.shape))
     out = core.compile_model(model, 'CPU', {'INFERENCE_PRECISION_HINT': 'f32'})(x)[0]

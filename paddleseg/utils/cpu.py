@@ -32,12 +32,13 @@ def _openvino_has_bf16():
     """OpenVINO's own answer (its CPU plugin lists 'BF16' among its
     OPTIMIZATION_CAPABILITIES when it will compute in bf16), or None
     without OpenVINO."""
+    from paddleseg.deploy.openvino_runtime import openvino_core
     try:
-        import openvino
+        core = openvino_core()
     except ImportError:
         return None
     try:
-        caps = openvino.Core().get_property('CPU', 'OPTIMIZATION_CAPABILITIES')
+        caps = core.get_property('CPU', 'OPTIMIZATION_CAPABILITIES')
     except Exception:  # no CPU plugin: ask the flags
         return None
     return 'BF16' in caps
