@@ -380,7 +380,7 @@ def task_export(args, paddle):
             else:
                 _export_generic(model, folder, shape)
         except Exception as exc:  # PaddleSeg 2.8.0 does not export on paddle 3
-            result['export_error'] = str(exc).strip().splitlines()[-1][:160]
+            result['export_error'] = _one_line(exc)
 
         def dygraph():
             with paddle.no_grad():
@@ -401,8 +401,7 @@ def task_export(args, paddle):
             result[name + '_agree'] = float((out['y'] == result['dy']).mean())
         except Exception as exc:  # report, do not crash: that is the finding
             result[name] = None
-            result[name + '_error'] = str(exc).strip().splitlines()[-1][:160] \
-                if str(exc).strip() else type(exc).__name__
+            result[name + '_error'] = _one_line(exc)
     result.pop('dy')
     return result, None
 
@@ -410,6 +409,9 @@ NOISY_LABEL_SHARE = 0.1  # of the pixels of the synthetic labels (engine task)
 
 
 def _one_line(exc):
+    """``paddleseg.errors.last_line`` cut to 160 characters, written here
+    because this runs on PaddleSeg's side too, where ``paddleseg`` is
+    PaddleSeg 2.8.0."""
     text = str(exc).strip()
     return text.splitlines()[-1].strip()[:160] if text else type(exc).__name__
 

@@ -49,6 +49,14 @@ def first_line(exc, with_type=False):
     return line or name
 
 
+def last_line(exc):
+    """The last non-empty line of ``exc``'s message, stripped: where the C++
+    runtimes (Paddle, OpenVINO) put the check that failed, under their own
+    source locations. A message-less exception gives its type's name."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
 def _worker_message(text, name):
     """The message of the last ``<module>.<name>: <message>`` line of a
     formatted traceback, or None."""

@@ -518,3 +518,14 @@ def test_predict_names_unreadable_images_and_does_the_others(env, capsys):
 def test_first_line_is_the_one_line_every_message_quotes(exc, with_type, line):
     from paddleseg.errors import first_line
     assert first_line(exc, with_type) == line
+
+
+@pytest.mark.parametrize('exc, line', [
+    (RuntimeError('Exception from core.cpp:117:\nCheck failed\n\n  the cause  \n\n'),
+     'the cause'),
+    (ValueError('one'), 'one'),
+    (RuntimeError(' \n '), 'RuntimeError'),
+])
+def test_last_line_is_where_the_runtimes_put_the_cause(exc, line):
+    from paddleseg.errors import last_line
+    assert last_line(exc) == line

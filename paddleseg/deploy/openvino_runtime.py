@@ -31,6 +31,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 
 from paddleseg.deploy.deploy_file import import_or_explain, load_deploy
+from paddleseg.errors import last_line
 from paddleseg.utils import logger
 
 PRECISION_HINTS = {'fp32': 'f32', 'bf16': 'bf16'}
@@ -214,9 +215,9 @@ def openvino_runner(model_dir, cpu_threads=None, precision='fp32'):
     except RuntimeError as exc:
         if not dynamic:
             raise  # a fixed size: nothing to narrow
-        reason = ([line for line in str(exc).splitlines() if line.strip()] or [''])[-1]
+        reason = last_line(exc)
         logger.info('OpenVINO cannot compile {} with a dynamic input size ({}); '
-                    'compiling it for each input size'.format(model_dir, reason.strip()))
+                    'compiling it for each input size'.format(model_dir, reason))
         by_size = collections.OrderedDict()
 
         def run_at(images):

@@ -65,25 +65,15 @@ def _image(n, h, w):
 @pytest.fixture(scope='module')
 def plain(tmp_path_factory):
     """``{'dynamic': dir, 'fixed': dir}``: a model without a point head (one
-    TensorRT subgraph from the input on), exported by paddleseg.deploy.export."""
-    import paddle.nn as nn
-    import paddle.nn.functional as F
+    TensorRT subgraph from the input on, :class:`config_recorder.TinySeg`),
+    exported by paddleseg.deploy.export."""
+    from config_recorder import TinySeg
 
     from paddleseg.deploy import export
 
-    class Plain(nn.Layer):
-        def __init__(self):
-            super().__init__()
-            self.conv = nn.Conv2D(3, 16, 3, stride=2, padding=1)
-            self.cls = nn.Conv2D(16, 5, 1)
-
-        def forward(self, x):
-            logits = self.cls(F.relu(self.conv(x)))
-            return [F.interpolate(logits, size=paddle.shape(x)[2:], mode='bilinear')]
-
     base = tmp_path_factory.mktemp('trt_plain')
     paddle.seed(7)
-    model = Plain()
+    model = TinySeg()
     model.eval()
     export(model, str(base / 'dynamic'))
     export(model, str(base / 'fixed'), input_shape=[1, 3, 64, 128])
