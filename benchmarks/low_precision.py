@@ -106,7 +106,8 @@ def openvino_runner(model_file, precision, threads, static=False, keep_refinemen
     inference precision hint ``precision``; ``static``: compiled for each
     input size met (reshaped); ``keep_refinement``: the refinement marked
     to stay fp32."""
-    from paddleseg.deploy.openvino_runtime import keep_refinement_fp32, openvino_core
+    from paddleseg.deploy.openvino_runtime import keep_refinement_fp32
+    from paddleseg.utils.openvino_core import openvino_core
     core = openvino_core()
     config = {'INFERENCE_PRECISION_HINT': precision, 'INFERENCE_NUM_THREADS': threads}
     compiled = {}

@@ -32,6 +32,7 @@ from paddleseg.deploy import DeployOptions, EngineModel, load_engine  # noqa: E4
 from paddleseg.deploy import openvino_runtime  # noqa: E402
 from paddleseg.errors import DeployError  # noqa: E402
 from paddleseg.utils import cpu  # noqa: E402
+from paddleseg.utils.openvino_core import openvino_core  # noqa: E402
 
 BF16_AGREEMENT = 0.99
 INT8_AGREEMENT = 0.95
@@ -220,7 +221,7 @@ def test_refinement_layers_are_found_by_structure(tiny, tmp_path):
     without the subdivision's TopK."""
     import xml.etree.ElementTree as ET
     import openvino
-    core = openvino_runtime.openvino_core()
+    core = openvino_core()
     model = core.read_model(os.path.join(_export(tiny), 'model.onnx'))
     openvino.save_model(model, str(tmp_path / 'm.xml'), compress_to_fp16=False)
     root = ET.parse(str(tmp_path / 'm.xml')).getroot()

@@ -1,9 +1,9 @@
 """OpenVINO Runtime: the compiled model of an ``--format onnx`` export.
 
-Owns the process's one ``openvino.Core`` (:func:`openvino_core`), the CPU
-plugin's settings (:func:`compile_config`: precision, threads, no core
-pinning), :func:`create_openvino_model` and :func:`openvino_runner`, the
-call on an image batch.
+Owns the CPU plugin's settings (:func:`compile_config`: precision, threads,
+no core pinning), :func:`create_openvino_model` and :func:`openvino_runner`,
+the call on an image batch. Every OpenVINO call uses the process's one
+Core, :func:`paddleseg.utils.openvino_core.openvino_core`.
 
 OpenVINO reads the ``model.onnx`` unchanged, fixed or dynamic input size
 alike. An int8 (QDQ) export with a dynamic height and width does not
@@ -23,7 +23,6 @@ refinement keeps fp32 (:func:`keep_refinement_fp32`).
 """
 
 import collections
-import functools
 import os
 import tempfile
 import xml.etree.ElementTree as ET
@@ -33,36 +32,13 @@ import numpy as np
 from paddleseg.deploy.deploy_file import import_or_explain, load_deploy
 from paddleseg.errors import last_line
 from paddleseg.utils import logger
+from paddleseg.utils.openvino_core import openvino_core
 
 PRECISION_HINTS = {'fp32': 'f32', 'bf16': 'bf16'}
 """Our precision names -> OpenVINO's ``INFERENCE_PRECISION_HINT``."""
 
 MAX_SIZES = 8
 """How many input sizes the per-size runner keeps compiled."""
-
-
-def openvino_core():
-    """The one ``openvino.Core`` of this process, kept until it exits.
-
-    Every Core makes its own CPU plugin, and OpenVINO 2026.4's CPU plugin
-    gives the thread that makes it an alternate signal stack of its own
-    (``mmap``), which it unmaps when the plugin is destroyed, putting the
-    previous one back only if its own is still current. So two Cores
-    destroyed in the order they were made (the per-size runner's evicted
-    models, two runners in one process) leave the thread's altstack at
-    unmapped memory, and the next signal handled there kills the process
-    with SIGSEGV (si_code SI_KERNEL): Python installs every handler it sets
-    (SIGINT's, our entry scripts' SIGTERM, paddle's DataLoader SIGCHLD) with
-    SA_ONSTACK. With one Core, the plugin lives as long as the process.
-    Every OpenVINO call here and in the tests and benchmarks uses it.
-    """
-    ov = import_or_explain('openvino', 'running an ONNX model with OpenVINO')
-    return _core_of(ov)
-
-
-@functools.lru_cache(maxsize=None)
-def _core_of(ov):
-    return ov.Core()
 
 
 def compile_config(cpu_threads=None, precision='fp32'):
@@ -182,6 +158,7 @@ def create_openvino_model(model_dir, cpu_threads=None, precision='fp32', shape=N
     :func:`compile_config`); with ``shape`` (``[N, 3, H, W]``), compiled for
     that input size alone; in bf16 with the refinement kept fp32
     (:func:`keep_refinement_fp32`)."""
+    import_or_explain('openvino', 'running an ONNX model with OpenVINO')
     core = openvino_core()
     model = core.read_model(os.path.join(model_dir, load_deploy(model_dir)['model']))
     if shape is not None:

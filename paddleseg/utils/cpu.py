@@ -9,6 +9,7 @@ read from ``/proc/cpuinfo`` (Linux; elsewhere empty).
 import functools
 
 from paddleseg.mkl_dispatch import cpuinfo_fields
+from paddleseg.utils.openvino_core import openvino_core
 
 BF16_FLAGS = (('amx_bf16', 'AMX-BF16'), ('avx512_bf16', 'AVX512-BF16'))
 """The ``/proc/cpuinfo`` flags of bf16 instructions (best first) and their
@@ -32,7 +33,6 @@ def _openvino_has_bf16():
     """OpenVINO's own answer (its CPU plugin lists 'BF16' among its
     OPTIMIZATION_CAPABILITIES when it will compute in bf16), or None
     without OpenVINO."""
-    from paddleseg.deploy.openvino_runtime import openvino_core
     try:
         core = openvino_core()
     except ImportError:
