@@ -216,8 +216,8 @@ def test_openvino_runs_it_at_the_input_size(tiny):
     """OpenVINO compiles the INT8 model reshaped to the input's size (with a
     dynamic input it does not: docs/deployment.md "INT8") and its class map
     agrees with ONNX Runtime's on the same model."""
-    from paddleseg.utils.openvino_core import openvino_core
     from paddleseg.cvlibs import Config, SegBuilder
+    from paddleseg.utils.openvino_core import openvino_core
     builder = SegBuilder(Config(tiny['cfg']))
     paths, _ = quant.calibration_images(builder, calib_num=1)
     x = next(quant.calibration_batches(paths, builder.export_transforms))

@@ -7,11 +7,14 @@ Core, :func:`paddleseg.utils.openvino_core.openvino_core`.
 
 OpenVINO reads the ``model.onnx`` unchanged, fixed or dynamic input size
 alike. An int8 (QDQ) export with a dynamic height and width does not
-compile as it is (OpenVINO 2026.4: "Accessing out-of-range dimension", and
-in a full test run once a crash of the process), so the runner compiles an
-int8 export (deploy.yaml's ``precision``) for each input size it meets
-without trying, and any other dynamic model that fails likewise (dynamic
-batch alone compiles). Its Paddle frontend is no way round the
+compile as it is (OpenVINO 2026.4: "Accessing out-of-range dimension"), so
+the runner compiles an int8 export (deploy.yaml's ``precision``) for each
+input size it meets without spending a compile on trying, and any other
+dynamic model that fails likewise (dynamic batch alone compiles). (A crash
+once seen in such a failed compile, in a full test run, was most likely the
+signal-stack fault of two Cores, :mod:`paddleseg.utils.openvino_core`: with
+the one Core, six failed compiles in a row raised this error and nothing
+else.) Its Paddle frontend is no way round the
 ONNX step: it has no converter for ``put_along_axis``, the op that writes
 PointRend's refined points back.
 
@@ -186,7 +189,7 @@ def openvino_runner(model_dir, cpu_threads=None, precision='fp32'):
     dynamic = -1 in deploy.get('input_shape', [-1])[2:]
     try:
         if dynamic and deploy.get('precision') == 'int8':
-            # not even tried: OpenVINO's failed compile of it has crashed the process
+            # not tried: OpenVINO 2026.4 refuses it (module doc), a compile wasted
             raise RuntimeError('an int8 (QDQ) model with a dynamic height and width')
         compiled = create_openvino_model(model_dir, cpu_threads, precision)
     except RuntimeError as exc:
